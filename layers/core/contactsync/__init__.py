@@ -1,0 +1,1 @@
+"""contactsync: a contact synchronisation hub for sales teams."""

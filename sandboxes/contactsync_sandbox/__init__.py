@@ -1,0 +1,1 @@
+"""Local emulators of the provider APIs (Google People, Microsoft Graph, Salesforce, Aircall)."""
