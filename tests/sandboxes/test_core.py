@@ -157,7 +157,7 @@ def test_bad_fault_rules_are_refused_and_change_nothing(session: requests.Sessio
         response = session.post(BASE + "_sandbox/faults", json=body)
         assert response.status_code == 400, body
         assert response.json()["error"]
-    assert session.get(BASE + "_sandbox/faults").json() == {"rules": []}
+    assert session.get(BASE + "_sandbox/faults").json() == {"rules": [], "quotas": {}}
 
 
 def test_state_seed_reset(session: requests.Session) -> None:

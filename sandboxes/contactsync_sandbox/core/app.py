@@ -8,7 +8,7 @@ dispatch, and the admin surface under ``/_sandbox/`` (INTERFACES.md):
     GET  /_sandbox/state    the whole state as JSON
     POST /_sandbox/clock    {"advance_seconds": N}
     POST /_sandbox/seed     {"count": N, "seed": S} or {"records": [...]}
-    POST /_sandbox/faults   {"rules": [...], "seed": S}
+    POST /_sandbox/faults   {"rules": [...], "seed": S, "quotas": {...}}
     POST /_sandbox/reset
 """
 
@@ -103,6 +103,15 @@ class SandboxApp:
         """This sandbox's entry in sandbox.json (INTERFACES.md): URLs derived from
         ``self.base_url`` and the credentials a client needs."""
         raise NotImplementedError
+
+    def configure_quotas(self, quotas: dict[str, Any]) -> None:
+        """Sets the provider's quotas and limits (rate limits, daily allocations, caps) from the
+        ``quotas`` object of ``POST /_sandbox/faults``; ``{"enabled": false}`` turns them off."""
+        raise NotImplementedError
+
+    def quotas(self) -> dict[str, Any]:
+        """The current quota settings and usage, for ``GET /_sandbox/faults`` and the state."""
+        return {}
 
     def on_request(self, request: Request) -> Response | None:
         """Called for every non-admin request before dispatch (quotas, rate limits)."""
@@ -211,6 +220,7 @@ class SandboxApp:
                 "provider": self.name,
                 "clock": self.clock.to_json(),
                 "faults": self.faults.to_json(),
+                "quotas": self.quotas(),
                 "requests_served": self.requests_served,
                 "state": self.dump_state(),
             }
@@ -238,8 +248,14 @@ class SandboxApp:
             seed = body.get("seed")
             if seed is not None and not isinstance(seed, int):
                 raise AdminError("seed must be an integer")
-            self.faults.configure([FaultRule.from_json(r) for r in raw_rules], seed)
-        return json_response({"rules": self.faults.to_json()})
+            rules = [FaultRule.from_json(r) for r in raw_rules]  # all valid, or nothing changes
+            quotas = body.get("quotas")
+            if quotas is not None:
+                if not isinstance(quotas, dict):
+                    raise AdminError("quotas must be a JSON object")
+                self.configure_quotas(quotas)
+            self.faults.configure(rules, seed)
+        return json_response({"rules": self.faults.to_json(), "quotas": self.quotas()})
 
     def _admin_reset(self, _: dict[str, Any]) -> Response:
         self.reset()
