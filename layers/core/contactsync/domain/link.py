@@ -1,0 +1,51 @@
+"""A link: one hub contact <-> one record in one connected account."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from contactsync.domain.base import AwareDatetime, Entity, Id, utcnow
+
+RemoteId = Annotated[
+    str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f]+$")
+]
+
+
+def link_id(account_id: str, object_type: str, remote_id: str) -> str:
+    """Deterministic, key-safe id: a retried pull finds the link it wrote before."""
+    digest = hashlib.sha256(f"{account_id}\x00{object_type}\x00{remote_id}".encode()).hexdigest()
+    return f"l-{digest[:40]}"
+
+
+class Link(Entity):
+    kind = "link"
+    list_buckets = 16
+
+    contact_id: Id
+    account_id: Id
+    # The provider's object: "person" (Google), "contact" (Graph, Aircall), "Contact", "Lead",
+    # "Account" (Salesforce Person Account).
+    object_type: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    remote_id: RemoteId
+    # The provider's version of the record we last saw (etag, changeKey, SystemModstamp).
+    remote_version: Annotated[str, StringConstraints(max_length=512)] | None = None
+    # Fingerprint of the remote state we last read or wrote: a pull with the same fingerprint is
+    # an echo of our own write; a push whose projection has it is skipped.
+    fingerprint: Annotated[str, StringConstraints(max_length=128)] = ""
+    # The sync that created the remote record (delete-and-revert deletes only those).
+    created_by_sync: Id | None = None
+    # Address-book marker state (Outlook folder/category, Google label) as last seen.
+    marked: bool = False
+    last_synced_at: AwareDatetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def key(cls, account_id: str, object_type: str, remote_id: str) -> str:
+        return link_id(account_id, object_type, remote_id)
+
+    def index_entries(self) -> Iterable[tuple[str, str]]:
+        yield "contact", self.contact_id
+        yield "account", self.account_id

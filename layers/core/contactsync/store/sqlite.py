@@ -1,0 +1,286 @@
+"""The embedded store: one SQLite file in WAL mode. The local default (`contactsync` CLI)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from contactsync.domain.base import Entity
+from contactsync.domain.cursor import Cursor, Lease
+from contactsync.domain.errors import LeaseHeld, LeaseLost, VersionConflict
+from contactsync.store.base import (
+    E,
+    Page,
+    Store,
+    StoreStats,
+    Write,
+    check_limit,
+    decode_token,
+    encode_token,
+    index_set,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entities (
+    org TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    expires_at REAL,
+    PRIMARY KEY (org, kind, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entity_index (
+    org TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (org, kind, name, value, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entity_index_by_id ON entity_index (org, kind, id);
+CREATE TABLE IF NOT EXISTS leases (
+    org TEXT NOT NULL,
+    name TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    token INTEGER NOT NULL,
+    PRIMARY KEY (org, name)
+) WITHOUT ROWID;
+"""
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        # One connection shared by the process's threads (the local scheduler and HTTP server),
+        # serialised by a lock: SQLite allows one writer at a time anyway.
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.stats = StoreStats()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Groups every write inside into one transaction (a page of a bulk sync): one fsync
+        instead of thousands. Nested batches join the outer one."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self._conn.execute("COMMIT")
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    def find(self, kind: type[E], org_id: str, entity_id: str) -> E | None:
+        self.stats.count("reads", kind.kind)
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT body, version FROM entities WHERE org=? AND kind=? AND id=?",
+                (org_id, kind.kind, entity_id),
+            ).fetchone()
+        return None if row is None else self._load(kind, row[0], row[1])
+
+    def get_many(self, kind: type[E], org_id: str, entity_ids: Sequence[str]) -> dict[str, E]:
+        result: dict[str, E] = {}
+        ids = list(dict.fromkeys(entity_ids))
+        self.stats.count("reads", kind.kind, len(ids))
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT id, body, version FROM entities "  # noqa: S608 - placeholders only
+                    f"WHERE org=? AND kind=? AND id IN ({marks})",
+                    (org_id, kind.kind, *chunk),
+                ).fetchall()
+                for entity_id, body, version in rows:
+                    result[entity_id] = self._load(kind, body, version)
+        return result
+
+    def page(
+        self, kind: type[E], org_id: str, *, limit: int = 100, page_token: str | None = None
+    ) -> Page[E]:
+        check_limit(limit)
+        after = ""
+        if page_token is not None:
+            after = str(decode_token(page_token, org_id, kind.kind).get("after", ""))
+        self.stats.count("queries", kind.kind)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, body, version FROM entities WHERE org=? AND kind=? AND id>? "
+                "ORDER BY id LIMIT ?",
+                (org_id, kind.kind, after, limit + 1),
+            ).fetchall()
+        items = [self._load(kind, body, version) for _, body, version in rows[:limit]]
+        token = None
+        if len(rows) > limit:
+            token = encode_token({"o": org_id, "k": kind.kind, "after": rows[limit - 1][0]})
+        return Page(items, token)
+
+    def lookup_ids(self, kind: type[Entity], org_id: str, index: str, value: str) -> list[str]:
+        self.stats.count("queries", kind.kind)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id FROM entity_index WHERE org=? AND kind=? AND name=? AND value=?",
+                (org_id, kind.kind, index, value),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # ---- writes --------------------------------------------------------------------------------
+
+    def transact(self, writes: Sequence[Write]) -> list[Entity]:
+        stored: list[Entity] = []
+        with self.batch():
+            for write in writes:
+                stored.append(self._write(write))
+        return stored
+
+    def bulk_put(self, entities: Sequence[Entity]) -> None:
+        with self.batch():
+            for entity in entities:
+                self._write(Write(entity, None))
+
+    def _write(self, write: Write) -> Entity:
+        entity = write.entity
+        kind = type(entity)
+        row = self._conn.execute(
+            "SELECT version, body FROM entities WHERE org=? AND kind=? AND id=?",
+            (entity.org_id, kind.kind, entity.id),
+        ).fetchone()
+        if write.expected_version is not None:
+            actual = None if row is None else int(row[0])
+            if actual != (write.expected_version or None):  # expected 0: must not exist
+                raise VersionConflict(kind.kind, entity.id, write.expected_version, actual)
+        new = write.stored()
+        old_index = index_set(self._load(kind, row[1], row[0])) if row is not None else set()
+        new_index = index_set(new)
+        expires = new.expires_at()
+        self._conn.execute(
+            "INSERT OR REPLACE INTO entities (org, kind, id, version, body, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                new.org_id,
+                kind.kind,
+                new.id,
+                new.version,
+                new.model_dump_json(exclude={"version"}, warnings="error"),
+                expires.timestamp() if expires else None,
+            ),
+        )
+        for name, value in old_index - new_index:
+            self._conn.execute(
+                "DELETE FROM entity_index WHERE org=? AND kind=? AND name=? AND value=? AND id=?",
+                (new.org_id, kind.kind, name, value, new.id),
+            )
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO entity_index (org, kind, name, value, id) VALUES (?,?,?,?,?)",
+            [(new.org_id, kind.kind, n, v, new.id) for n, v in new_index - old_index],
+        )
+        self.stats.count("writes", kind.kind)
+        return new
+
+    def delete(self, kind: type[Entity], org_id: str, entity_id: str) -> None:
+        self.stats.count("writes", kind.kind)
+        with self.batch():
+            self._conn.execute(
+                "DELETE FROM entities WHERE org=? AND kind=? AND id=?",
+                (org_id, kind.kind, entity_id),
+            )
+            self._conn.execute(
+                "DELETE FROM entity_index WHERE org=? AND kind=? AND id=?",
+                (org_id, kind.kind, entity_id),
+            )
+
+    # ---- leases and cursors ----------------------------------------------------------------
+
+    def acquire_lease(
+        self, org_id: str, name: str, owner: str, ttl: timedelta, now: datetime
+    ) -> Lease:
+        with self.batch():
+            row = self._conn.execute(
+                "SELECT owner, expires_at, token FROM leases WHERE org=? AND name=?",
+                (org_id, name),
+            ).fetchone()
+            expires = now + ttl
+            if row is None:
+                token = 1
+            elif row[0] == owner and row[1] > now.timestamp():
+                token = int(row[2])  # re-acquiring our own live lease renews it
+            elif row[1] > now.timestamp() and row[0]:
+                raise LeaseHeld(name, row[0], datetime.fromtimestamp(row[1], now.tzinfo))
+            else:
+                token = int(row[2]) + 1
+            self._conn.execute(
+                "INSERT OR REPLACE INTO leases (org, name, owner, expires_at, token) "
+                "VALUES (?,?,?,?,?)",
+                (org_id, name, owner, expires.timestamp(), token),
+            )
+        return Lease(name=name, owner=owner, expires_at=expires, token=token)
+
+    def renew_lease(self, org_id: str, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
+        with self.batch():
+            self._check_lease(org_id, lease)
+            expires = now + ttl
+            self._conn.execute(
+                "UPDATE leases SET expires_at=? WHERE org=? AND name=?",
+                (expires.timestamp(), org_id, lease.name),
+            )
+        return lease.model_copy(update={"expires_at": expires})
+
+    def release_lease(self, org_id: str, lease: Lease) -> None:
+        with self._lock:
+            # Keep the row (and its token) so the next holder's token is larger: fencing.
+            self._conn.execute(
+                "UPDATE leases SET owner='', expires_at=0 WHERE org=? AND name=? AND owner=? "
+                "AND token=?",
+                (org_id, lease.name, lease.owner, lease.token),
+            )
+
+    def save_cursor(self, cursor: Cursor, lease: Lease) -> Cursor:
+        if lease.name != cursor.id:
+            raise LeaseLost(lease.name)
+        with self.batch():
+            self._check_lease(cursor.org_id, lease)
+            stored = self._write(Write(cursor, None))
+        assert isinstance(stored, Cursor)
+        return stored
+
+    def _check_lease(self, org_id: str, lease: Lease) -> None:
+        row = self._conn.execute(
+            "SELECT owner, token FROM leases WHERE org=? AND name=?", (org_id, lease.name)
+        ).fetchone()
+        if row is None or row[0] != lease.owner or int(row[1]) != lease.token:
+            raise LeaseLost(lease.name)
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _load(kind: type[E], body: str, version: Any) -> E:
+        entity = kind.model_validate_json(body)
+        entity.__dict__["version"] = int(version)
+        return entity
