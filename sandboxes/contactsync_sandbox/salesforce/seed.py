@@ -1,0 +1,144 @@
+"""Realistic seed data: generated people become Contacts of business Accounts (one per company),
+written in the shapes a real org holds them: phones typed in varied formats, emails in varied
+case, timestamps bulk-loaded (many records share a SystemModstamp second)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from contactsync_sandbox.core.people import Person, format_phone, people_for, vary_email
+from contactsync_sandbox.salesforce.models import DAY, Org, Record, WriteContext
+from contactsync_sandbox.salesforce.schema import OBJECTS
+
+COUNTRIES = {
+    "US": "United States",
+    "GB": "United Kingdom",
+    "DE": "Germany",
+    "FR": "France",
+    "JP": "Japan",
+    "BR": "Brazil",
+    "IN": "India",
+    "ES": "Spain",
+}
+SHARED_STAMP = 20  # records written in the same second, as a data load does
+
+
+def _blank(name: str) -> Record:
+    rec: Record = {}
+    for f in OBJECTS[name].fields:
+        rec[f.name] = (False if f.default is None else f.default) if f.type == "boolean" else None
+    return rec
+
+
+def _account_for(org: Org, company: str, domain: str, stamp: int) -> str:
+    table = org.tables["Account"]
+    for rec in table.records.values():
+        if rec.get("Name") == company and not rec.get("IsPersonAccount"):
+            return str(rec["Id"])
+    rec = _blank("Account")
+    rid = org.seq.next("001")
+    owner = org.credentials.admin.id
+    rec.update(
+        Id=rid,
+        Name=company,
+        RecordTypeId=org.record_type_id(person=False),
+        Website=f"https://www.{domain}",
+        Type="Customer",
+        OwnerId=owner,
+        CreatedById=owner,
+        LastModifiedById=owner,
+        CreatedDate=stamp,
+        LastModifiedDate=stamp,
+        SystemModstamp=stamp,
+    )
+    table.records[rid] = rec
+    table.index_add(rec)
+    return rid
+
+
+def _contact(
+    person: Person, i: int, account_id: str, owner: str, stamps: tuple[int, int]
+) -> Record:
+    rec = _blank("Contact")
+    by_label: dict[str, list[Any]] = {}
+    for phone in person.phones:
+        by_label.setdefault(phone.label, []).append(phone)
+    style = i % 4
+
+    def phone_of(label: str, shift: int) -> str | None:
+        found = by_label.get(label)
+        return format_phone(found[0], style + shift) if found else None
+
+    created, modified = stamps
+    rec.update(
+        FirstName=person.first_name,
+        LastName=person.last_name,
+        Name=f"{person.first_name} {person.last_name}",
+        Email=vary_email(person.emails[0].address, i),
+        Phone=phone_of("work", 0),
+        MobilePhone=phone_of("mobile", 1),
+        HomePhone=phone_of("home", 2),
+        Title=person.title,
+        Department=person.department or None,
+        AccountId=account_id,
+        MailingStreet=person.street,
+        MailingCity=person.city,
+        MailingPostalCode=person.postal_code,
+        MailingCountry=COUNTRIES.get(person.region, person.region),
+        Description=person.notes or None,
+        OwnerId=owner,
+        CreatedById=owner,
+        LastModifiedById=owner,
+        CreatedDate=created,
+        LastModifiedDate=modified,
+        SystemModstamp=modified,
+    )
+    if len(person.emails) > 1 and i % 5 == 0:
+        rec["Email"] = vary_email(person.emails[1].address, i + 1)
+    return rec
+
+
+def generate(org: Org, count: int, seed: int, overlap: float) -> list[str]:
+    """``count`` Contacts (and their Accounts) spread over the last 45 days."""
+    now = org.now()
+    span = 45 * DAY
+    rng = random.Random(f"salesforce:{seed}:seed")
+    start = org.seeded
+    owners = [u.id for u in org.credentials.users]
+    contacts = org.tables["Contact"]
+    new_ids = org.seq.reserve("003", count)
+    accounts: dict[str, str] = {}
+    for i, person in enumerate(people_for("salesforce", count, seed, overlap, start)):
+        created = now - span + (i // SHARED_STAMP) * SHARED_STAMP * span // max(count, 1)
+        modified = created
+        if rng.random() < 0.2:
+            modified = min(now, created + rng.randrange(DAY, 30 * DAY))
+        account_id = accounts.get(person.company)
+        if account_id is None:
+            account_id = _account_for(org, person.company, person.company_domain, now - span - DAY)
+            accounts[person.company] = account_id
+        rec = _contact(
+            person, start + i, account_id, owners[rng.randrange(len(owners))], (created, modified)
+        )
+        rec["Id"] = new_ids[i]
+        contacts.records[new_ids[i]] = rec
+    contacts.rebuild()
+    org.seeded += count
+    return new_ids
+
+
+def add_records(org: Org, records: list[Any]) -> dict[str, list[str]]:
+    """Explicit records in Salesforce's JSON shape (``attributes.type`` names the sObject, Contact
+    by default); system fields (CreatedDate, SystemModstamp, ...) may be set."""
+    ctx = WriteContext(org.credentials.admin.id, system=True)
+    created: dict[str, list[str]] = {}
+    for raw in records:
+        if not isinstance(raw, dict):
+            raise ValueError("each record must be a JSON object")
+        attributes = raw.get("attributes") or {}
+        name = attributes.get("type", "Contact") if isinstance(attributes, dict) else "Contact"
+        body = {k: v for k, v in raw.items() if k != "attributes"}
+        rid = org.create(str(name), body, ctx)
+        created.setdefault(str(name), []).append(rid)
+    return created
