@@ -854,3 +854,22 @@ def test_over_https_with_the_throwaway_ca(
     listed = session.get(config["api_base"] + "/contacts")
     assert listed.json()["meta"]["total"] == 1
     assert listed.headers["X-AircallApi-Remaining"] == "118"
+
+
+# ---- at scale ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_full_scan_of_100000_contacts_through_creation_windows() -> None:
+    # Given 100,000 contacts, ten times what one query can reach
+    from benchmarks.bench_sandbox_aircall import Scanner
+
+    app = new_app(seed=1, enabled=False)
+    api = client(app)
+    assert api.admin("seed", {"count": 100_000, "seed": 1}).ok
+    # When a scanner splits the creation dates until every window fits under the cap
+    scanner = Scanner(api.session, api.config["api_base"])
+    scanner.scan(0, int(app.clock.timestamp()))
+    # Then it reads every contact, at the price of 2,000 pages plus the window probes
+    assert len(scanner.seen) == 100_000
+    assert 2_000 < scanner.requests < 2_200
