@@ -149,7 +149,7 @@ def contact_fields(body: dict[str, Any]) -> dict[str, str | None]:
     return {name: _text(body, name) for name in _TEXT_FIELDS if name in body}
 
 
-def _detail_payload(raw: object, kind: Literal["phone", "email"]) -> tuple[str | None, str]:
+def detail_payload(raw: object, kind: Literal["phone", "email"]) -> tuple[str | None, str]:
     if not isinstance(raw, dict):
         raise BadRequest(f"Invalid {kind}", f"Each {kind} must be an object with label and value.")
     label, value = raw.get("label"), raw.get("value")
@@ -179,11 +179,7 @@ def details_payload(
     if len(raw) > MAX_DETAILS:
         raise BadRequest(f"Too many {name}", f"A contact has at most {MAX_DETAILS} {name}.")
     kind: Literal["phone", "email"] = "phone" if name == "phone_numbers" else "email"
-    return [_detail_payload(item, kind) for item in raw]
-
-
-def detail_payload(body: dict[str, Any], kind: Literal["phone", "email"]) -> tuple[str | None, str]:
-    return _detail_payload(body, kind)
+    return [detail_payload(item, kind) for item in raw]
 
 
 # ---- paging ------------------------------------------------------------------------------

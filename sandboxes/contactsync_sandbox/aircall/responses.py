@@ -200,8 +200,8 @@ class App(SandboxApp):
         try:
             value = int(raw)
         except ValueError:
-            value = minimum - 1
-        if value < minimum:
+            value = None
+        if value is None or value < minimum:
             raise BadRequest(f"Invalid {name}", f"{name} must be an integer >= {minimum}.")
         return value
 
@@ -276,9 +276,8 @@ class App(SandboxApp):
         )
 
     def oauth_token(self, request: Request) -> Response:
-        raw = request.get_json(force=True, silent=True) if request.is_json else None
-        if not isinstance(raw, dict):
-            raw = request.form.to_dict() or request.get_json(force=True, silent=True) or {}
+        """Form-encoded or JSON, both as Aircall's own example app sends them."""
+        raw = request.form.to_dict() if request.form else request.get_json(force=True, silent=True)
         params = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
         return json_response(self.auth.exchange(params, self._now()))
 
