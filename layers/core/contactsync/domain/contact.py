@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
@@ -105,6 +106,13 @@ def to_e164(raw: str, default_region: str = "US") -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def name_key(given: str, family: str) -> str:
+    """Case- and accent-insensitive full name, for merge suggestions."""
+    folded = unicodedata.normalize("NFKD", f"{given} {family}")
+    kept = "".join(ch for ch in folded if not unicodedata.combining(ch)).casefold()
+    return " ".join(kept.split())
+
+
 class PostalAddress(Model):
     street: Annotated[str, StringConstraints(max_length=500)] = ""
     city: Short = ""
@@ -202,6 +210,8 @@ class HubContact(Entity):
             yield "email", key
         for key in self.phone_keys():
             yield "phone", key
+        if self.given_name or self.family_name:
+            yield "name", name_key(self.given_name, self.family_name)
         if self.company_id:
             yield "company", self.company_id
         if self.owner_user_id:

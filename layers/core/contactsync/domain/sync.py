@@ -162,6 +162,8 @@ class SyncSettings(Entity):
     # Mass-delete circuit breaker: when more than this share of the spoke's linked records
     # vanish in one run, the sync pauses with an error instead of propagating the deletes.
     mass_delete_threshold: float = Field(default=0.2, gt=0.0, le=1.0)
+    # Set by a person resuming a sync the breaker paused: the next run applies the deletes.
+    mass_delete_confirmed: bool = False
     status: SyncStatus = Field(default_factory=SyncStatus)
     created_at: AwareDatetime = Field(default_factory=utcnow)
 

@@ -21,6 +21,7 @@ import json
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -115,9 +116,17 @@ class Store(ABC):
         deterministic ids). Not atomic as a whole; each entity is stored at version + 1."""
 
     @abstractmethod
-    def delete(self, kind: type[Entity], org_id: str, entity_id: str) -> None:
-        """Removes the entity and its index entries (links and cursors; contacts are archived,
-        never deleted, by the layers above)."""
+    def delete(
+        self,
+        kind: type[Entity],
+        org_id: str,
+        entity_id: str,
+        *,
+        expected_version: int | None = None,
+    ) -> None:
+        """Removes the entity and its index entries (links, cursors, outbox entries; contacts
+        are archived, never deleted, by the layers above). With ``expected_version``, only if
+        the stored version is that one (VersionConflict otherwise; absent is not a conflict)."""
 
     @abstractmethod
     def page(
@@ -150,6 +159,11 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Releases connections."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Groups the writes inside into fewer round trips where the store can (SQLite: one
+        transaction per page of a sync). Atomicity is still only per ``transact`` call."""
+        return nullcontext()
 
     # ---- derived operations, shared by every implementation -----------------------------------
 

@@ -329,15 +329,34 @@ class DynamoStore(Store):
             raise StoreUnavailable(message)
         self._sleep(min(0.05 * 2**stalled, 5.0))
 
-    def delete(self, kind: type[Entity], org_id: str, entity_id: str) -> None:
+    def delete(
+        self,
+        kind: type[Entity],
+        org_id: str,
+        entity_id: str,
+        *,
+        expected_version: int | None = None,
+    ) -> None:
         current = self.find(kind, org_id, entity_id)
         if current is None:
             return
         self.stats.count("writes", kind.kind)
-        self._db.delete_item(
-            TableName=self.table,
-            Key={"PK": _s(self.entity_pk(org_id, kind.kind, entity_id)), "SK": _s(ENTITY_SK)},
-        )
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"PK": _s(self.entity_pk(org_id, kind.kind, entity_id)), "SK": _s(ENTITY_SK)},
+        }
+        if expected_version is not None:
+            params["ConditionExpression"] = "v = :expected"
+            params["ExpressionAttributeValues"] = {":expected": _n(expected_version)}
+        try:
+            self._db.delete_item(**params)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                latest = self.find(kind, org_id, entity_id)
+                raise VersionConflict(
+                    kind.kind, entity_id, expected_version or 0, latest.version if latest else None
+                ) from exc
+            raise
         self._batch_write(
             [
                 {"DeleteRequest": {"Key": item}}

@@ -204,9 +204,23 @@ class SQLiteStore(Store):
         self.stats.count("writes", kind.kind)
         return new
 
-    def delete(self, kind: type[Entity], org_id: str, entity_id: str) -> None:
+    def delete(
+        self,
+        kind: type[Entity],
+        org_id: str,
+        entity_id: str,
+        *,
+        expected_version: int | None = None,
+    ) -> None:
         self.stats.count("writes", kind.kind)
         with self.batch():
+            if expected_version is not None:
+                row = self._conn.execute(
+                    "SELECT version FROM entities WHERE org=? AND kind=? AND id=?",
+                    (org_id, kind.kind, entity_id),
+                ).fetchone()
+                if row is not None and int(row[0]) != expected_version:
+                    raise VersionConflict(kind.kind, entity_id, expected_version, int(row[0]))
             self._conn.execute(
                 "DELETE FROM entities WHERE org=? AND kind=? AND id=?",
                 (org_id, kind.kind, entity_id),

@@ -1,0 +1,249 @@
+"""The sync service: one complete round for an organisation (pull every spoke, push every
+change), with status, dry runs and reconciliation. The local runner and the Lambda handlers
+call this; it knows nothing of either."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from contactsync.connectors.base import ConnectorError
+from contactsync.domain.accounts import AccountStatus, ConnectedAccount
+from contactsync.domain.base import utcnow
+from contactsync.domain.contact import HubContact
+from contactsync.domain.errors import VersionConflict
+from contactsync.domain.link import Link, stream_key
+from contactsync.domain.org import Organisation, User
+from contactsync.domain.sync import RecordError, SyncSettings, SyncState
+from contactsync.engine.canonical import fingerprint, hub_fields, snapshot
+from contactsync.store.base import Store
+from contactsync.sync.dryrun import DryRunStore
+from contactsync.sync.ingest import IngestContext
+from contactsync.sync.pull import MassDeleteDetected, pull_stream
+from contactsync.sync.push import PushContext, push_outbox
+from contactsync.sync.report import RunReport
+from contactsync.sync.spokes import ConnectorFactory, Spoke, build_view
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, str, int], None]  # (phase, account id, records done)
+
+
+def _pull_progress(progress: Progress | None, account_id: str) -> Callable[[int], None] | None:
+    if progress is None:
+        return None
+    return lambda n: progress("pull", account_id, n)
+
+
+@dataclass
+class SyncService:
+    store: Store
+    org_id: str
+    connectors: ConnectorFactory
+    now: Callable[[], datetime] = utcnow
+    worker: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:8]}")
+
+    # ---- spokes --------------------------------------------------------------------------------
+
+    def spokes(self, store: Store | None = None) -> list[Spoke]:
+        store = store or self.store
+        accounts = {a.id: a for a in store.scan(ConnectedAccount, self.org_id)}
+        users = {u.id: u for u in store.scan(User, self.org_id)}
+        result = []
+        for settings in store.scan(SyncSettings, self.org_id):
+            account = accounts.get(settings.account_id)
+            if account is None or account.status is AccountStatus.DELETED:
+                continue
+            connector = self.connectors(account)
+            view = build_view(account, settings, users.get(account.owner_user_id), connector)
+            result.append(Spoke(account, settings, view, connector))
+        return sorted(result, key=lambda s: s.account.id)
+
+    def region(self) -> str:
+        org = self.store.find(Organisation, self.org_id, self.org_id)
+        return org.default_region if org else "US"
+
+    # ---- one round -----------------------------------------------------------------------------
+
+    def run_once(self, *, dry_run: bool = False, progress: Progress | None = None) -> RunReport:
+        """Pulls every runnable spoke, then pushes every pending change to every spoke."""
+        run_id = f"run-{uuid.uuid4().hex[:12]}"
+        report = RunReport(run_id=run_id, dry_run=dry_run)
+        store: Store = DryRunStore(self.store) if dry_run else self.store
+        spokes = self.spokes(store)
+        views = {s.account.id: s.view for s in spokes}
+        region = self.region()
+        errors: dict[str, str] = {}
+        for spoke in spokes:
+            if not spoke.runnable:
+                continue
+            spoke_report = report.spoke(spoke.account.id, spoke.account.provider.value)
+            ctx = IngestContext(
+                store=store,
+                org_id=self.org_id,
+                view=spoke.view,
+                connector=spoke.connector,
+                spokes=views,
+                run_id=run_id,
+                now=self.now(),
+                report=spoke_report,
+                region=region,
+                planned=report.planned if dry_run else None,
+            )
+            on_page = _pull_progress(progress, spoke.account.id)
+            try:
+                for stream in spoke.connector.streams():
+                    pull_stream(
+                        ctx,
+                        stream,
+                        self.worker,
+                        self.now,
+                        confirmed_mass_delete=spoke.settings.mass_delete_confirmed,
+                        progress=on_page,
+                    )
+            except MassDeleteDetected as exc:
+                errors[spoke.account.id] = str(exc)
+                spoke_report.errors.append(str(exc))
+            except ConnectorError as exc:
+                errors[spoke.account.id] = f"pull failed: {exc.code}"
+                spoke_report.errors.append(f"pull: {exc.code}")
+                if exc.kind == "auth":
+                    self._needs_reconnect(spoke.account, exc.code)
+        push_ctx = PushContext(
+            store=store,
+            org_id=self.org_id,
+            spokes=[s for s in spokes if s.account.id not in errors],
+            run_id=run_id,
+            now=self.now,
+            report=report,
+            dry_run=dry_run,
+        )
+        push_outbox(push_ctx)
+        if progress:
+            progress("push", "*", sum(s.writes for s in report.spokes.values()))
+        if not dry_run:
+            self._update_statuses(spokes, report, errors, push_ctx.record_errors)
+        return report
+
+    # ---- status --------------------------------------------------------------------------------
+
+    def _update_statuses(
+        self,
+        spokes: list[Spoke],
+        report: RunReport,
+        errors: dict[str, str],
+        record_errors: dict[str, list[RecordError]],
+    ) -> None:
+        for spoke in spokes:
+            if not spoke.runnable:
+                continue
+            spoke_report = report.spoke(spoke.account.id, spoke.account.provider.value)
+            in_sync = sum(
+                len(
+                    self.store.lookup_ids(
+                        Link, self.org_id, "stream", stream_key(spoke.account.id, s)
+                    )
+                )
+                for s in spoke.connector.streams()
+            )
+            for _ in range(3):
+                settings = self.store.get(SyncSettings, self.org_id, spoke.settings.id)
+                status = settings.status
+                error = errors.get(spoke.account.id)
+                if spoke_report.breaker_tripped or error is not None:
+                    state = SyncState.ERROR
+                elif status.state is SyncState.PAUSED:
+                    state = SyncState.PAUSED
+                else:
+                    state = SyncState.ACTIVE
+                fresh_errors = record_errors.get(spoke.account.id, [])
+                updated = status.model_copy(
+                    update={
+                        "state": state,
+                        "counts": status.counts.model_copy(
+                            update={
+                                "in_sync": in_sync,
+                                "excluded": spoke_report.excluded,
+                                "failing": spoke_report.failed,
+                            }
+                        ),
+                        "last_error": error or (fresh_errors[-1].message or fresh_errors[-1].code)
+                        if (error or fresh_errors)
+                        else None,
+                        "last_run_at": self.now(),
+                        "record_errors": (fresh_errors + status.record_errors)[:100],
+                    }
+                )
+                changes: dict[str, Any] = {"status": updated}
+                if settings.mass_delete_confirmed and not spoke_report.breaker_tripped:
+                    changes["mass_delete_confirmed"] = False
+                if spoke_report.breaker_tripped:
+                    changes["status"] = updated.model_copy(update={"state": SyncState.ERROR})
+                try:
+                    self.store.update(settings.model_copy(update=changes))
+                    break
+                except VersionConflict:
+                    continue
+
+    def _needs_reconnect(self, account: ConnectedAccount, code: str) -> None:
+        current = self.store.find(ConnectedAccount, self.org_id, account.id)
+        if current is not None and current.status is AccountStatus.CONNECTED:
+            self.store.update(
+                current.model_copy(
+                    update={
+                        "status": AccountStatus.NEEDS_RECONNECT,
+                        "status_reason": f"the provider refused our credentials ({code[:200]})",
+                    }
+                )
+            )
+
+    # ---- reconciliation ------------------------------------------------------------------------
+
+    def reconcile(self) -> dict[str, dict[str, int]]:
+        """Compares every spoke with the hub by fingerprints, reading everything, writing
+        nothing. Per spoke: records in step, diverged (the remote differs from what we last
+        synced), unlinked remote records, links whose record is gone, and hub changes not yet
+        pushed."""
+        result: dict[str, dict[str, int]] = {}
+        for spoke in self.spokes():
+            counts = {"in_step": 0, "diverged": 0, "unlinked": 0, "missing": 0, "unpushed": 0}
+            for stream in spoke.connector.streams():
+                seen: set[str] = set()
+                for page in spoke.connector.read(stream, None):
+                    for record in page.records:
+                        if record.deleted:
+                            continue
+                        link_id = Link.key(spoke.account.id, record.object_type, record.remote_id)
+                        seen.add(link_id)
+                        link = self.store.find(Link, self.org_id, link_id)
+                        snap = snapshot(record.fields.only(spoke.view.mapped_fields))
+                        if link is None:
+                            counts["unlinked"] += 1
+                        elif link.fingerprint != fingerprint(snap):
+                            counts["diverged"] += 1
+                        else:
+                            counts["in_step"] += 1
+                    if page.last:
+                        break
+                key = stream_key(spoke.account.id, stream)
+                for link_id in self.store.lookup_ids(Link, self.org_id, "stream", key):
+                    if link_id in seen:
+                        link = self.store.find(Link, self.org_id, link_id)
+                        if link is not None:
+                            self._count_unpushed(spoke, link, counts)
+                    else:
+                        counts["missing"] += 1
+            result[spoke.account.id] = counts
+        return result
+
+    def _count_unpushed(self, spoke: Spoke, link: Link, counts: dict[str, int]) -> None:
+        contact = self.store.find(HubContact, self.org_id, link.contact_id)
+        if contact is None or contact.archived:
+            return
+        wanted = snapshot(hub_fields(contact, spoke.view.push_fields))
+        if any(link.snapshot.get(k) != v for k, v in wanted.items()):
+            counts["unpushed"] += 1
