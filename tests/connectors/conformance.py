@@ -18,8 +18,8 @@ import requests
 
 from contactsync.connectors.base import (
     ChangePage,
-    ContactFields,
     Connector,
+    ContactFields,
     Create,
     CursorExpired,
     Delete,
@@ -160,17 +160,26 @@ class ConnectorConformance:
         )
         assert [r.ok for r in created] == [True, True, True]
         ids = [r.remote_id for r in created]
-        assert all(ids) and len(set(ids)) == 3
+        assert all(ids)
+        assert len(set(ids)) == 3
         harness.clock.advance(5)
         updated = harness.connector.apply(
             harness.stream,
             [
-                Update(remote_id=ids[0], fields=ContactFields(title="CFO"), object_type=harness.stream,
-                       version=created[0].version),
-                Delete(remote_id=ids[1], object_type=harness.stream),
-                Update(remote_id="does-not-exist-404", fields=ContactFields(title="x"), object_type=harness.stream),
+                Update(
+                    remote_id=str(ids[0]),
+                    fields=ContactFields(title="CFO"),
+                    object_type=harness.stream,
+                    version=created[0].version,
+                ),
+                Delete(remote_id=str(ids[1]), object_type=harness.stream),
+                Update(
+                    remote_id=harness.extra.get("missing_id", "does-not-exist-404"),
+                    fields=ContactFields(title="x"),
+                    object_type=harness.stream,
+                ),
             ],
-        )  # fmt: skip
+        )
         assert [r.ok for r in updated] == [True, True, False]
         assert updated[2].error is not None
         assert updated[2].error.kind == "not_found"
