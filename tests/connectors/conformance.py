@@ -41,8 +41,8 @@ class Harness:
     admin: str
     # Adds ``n`` records as a user of the provider would; returns their remote ids.
     seed: Callable[[int], list[str]]
-    # Changes a record's job title as a user of the provider would.
-    edit_title: Callable[[str, str], None]
+    # Changes ``edit_field`` of a record to a value, as a user of the provider would.
+    edit: Callable[[str, str], None]
     # Deletes a record as a user of the provider would.
     delete: Callable[[str], None]
     # The fault rule that makes the provider throttle the read endpoint once.
@@ -53,6 +53,8 @@ class Harness:
     cursor_expiry_seconds: float | None = None
     # Whether incremental reads report deletes (False: only full scans reveal them).
     tombstones: bool = True
+    # A text field this provider has (Aircall has no job title).
+    edit_field: str = "title"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def faults(self, *rules: dict[str, Any]) -> None:
@@ -109,12 +111,12 @@ class ConnectorConformance:
         ids = harness.seed(3)
         _, cursor, _ = read_all(harness.connector, harness.stream, None)
         harness.clock.advance(5)
-        harness.edit_title(ids[1], "Regional Manager")
+        harness.edit(ids[1], "Regional Manager")
         harness.clock.advance(5)
         records, _, pages = read_all(harness.connector, harness.stream, cursor)
         changed = {r.remote_id: r for r in records if not r.deleted}
         assert ids[1] in changed
-        assert changed[ids[1]].fields.title == "Regional Manager"
+        assert getattr(changed[ids[1]].fields, harness.edit_field) == "Regional Manager"
         assert not any(p.full_scan for p in pages)
 
     def test_delete_is_reported(self, harness: Harness) -> None:
@@ -168,14 +170,14 @@ class ConnectorConformance:
             [
                 Update(
                     remote_id=str(ids[0]),
-                    fields=ContactFields(title="CFO"),
+                    fields=ContactFields(**{harness.edit_field: "CFO"}),
                     object_type=harness.stream,
                     version=created[0].version,
                 ),
                 Delete(remote_id=str(ids[1]), object_type=harness.stream),
                 Update(
                     remote_id=harness.extra.get("missing_id", "does-not-exist-404"),
-                    fields=ContactFields(title="x"),
+                    fields=ContactFields(**{harness.edit_field: "x"}),
                     object_type=harness.stream,
                 ),
             ],
@@ -185,7 +187,7 @@ class ConnectorConformance:
         assert updated[2].error.kind == "not_found"
         records, _, _ = read_all(harness.connector, harness.stream, None)
         by_id = {r.remote_id: r for r in records if not r.deleted}
-        assert by_id[ids[0]].fields.title == "CFO"
+        assert getattr(by_id[ids[0]].fields, harness.edit_field) == "CFO"
         assert by_id[ids[0]].fields.given_name == "Zoë0"  # untouched fields kept
         assert ids[1] not in by_id
         assert by_id[ids[2]].hub_id in (None, "c-conf-2")

@@ -71,13 +71,16 @@ def _read(
 ) -> None:
     store, view = ctx.store, ctx.view
     value = cursor.value if cursor else None
-    full = value is None
     started = now()
-    seen: set[str] | None = set() if full else None
-    ctx.report.full_scan = ctx.report.full_scan or full
-    connector_pages = ctx.connector.read(stream, value)
-    for page in connector_pages:
+    # A full scan (first sync, expired cursor, or the connector's periodic reconciliation
+    # for providers without tombstones) ends by finding the linked records it never saw.
+    seen: set[str] | None = None
+    complete = False
+    for page in ctx.connector.read(stream, value):
         ctx.now = now()
+        if seen is None and page.full_scan:
+            seen = set()
+            ctx.report.full_scan = True
         with store.batch():
             for record in page.records:
                 link_id = ingest(ctx, record)
@@ -94,7 +97,7 @@ def _read(
                 base.model_copy(
                     update={
                         "value": page.cursor,
-                        "started_at": started if full else base.started_at,
+                        "started_at": started if page.full_scan else base.started_at,
                         "updated_at": now(),
                     }
                 ),
@@ -104,8 +107,9 @@ def _read(
         if progress is not None:
             progress(len(page.records))
         if page.last:
+            complete = True
             break
-    if seen is not None:
+    if seen is not None and complete:
         key = stream_key(view.account_id, stream)
         for link_id in store.lookup_ids(Link, ctx.org_id, "stream", key):
             if link_id not in seen:
