@@ -420,7 +420,7 @@ class SalesforceSandbox(SandboxApp):
     # ---- OAuth --------------------------------------------------------------------------------------
 
     def oauth_token(self, request: Request) -> Response:
-        form = {k: v[0] for k, v in parse_qs(request.get_data(as_text=True)).items()}
+        form = {k: v[0] for k, v in parse_qs(request.get_data().decode("utf-8", "replace")).items()}
         form.update({k: v for k, v in request.args.items() if k not in form})
         grant = form.get("grant_type")
         if grant == "refresh_token":
@@ -514,7 +514,7 @@ class SalesforceSandbox(SandboxApp):
         )
 
     def oauth_revoke(self, request: Request) -> Response:
-        form = {k: v[0] for k, v in parse_qs(request.get_data(as_text=True)).items()}
+        form = {k: v[0] for k, v in parse_qs(request.get_data().decode("utf-8", "replace")).items()}
         token = form.get("token") or request.args.get("token") or ""
         if token in self.org.refresh_tokens:
             del self.org.refresh_tokens[token]
@@ -1080,7 +1080,7 @@ class SalesforceSandbox(SandboxApp):
             data,
             200,
             headers={"Sforce-NumberOfRecords": str(count), "Sforce-Locator": locator},
-            content_type="text/csv",
+            content_type="text/csv; charset=UTF-8",
         )
 
     def bulk_ingest_create(self, request: Request, version: str) -> Response:
@@ -1099,14 +1099,16 @@ class SalesforceSandbox(SandboxApp):
 
     def bulk_ingest_upload(self, request: Request, version: str, job_id: str) -> Response:
         job = self.bulk.get(job_id, "ingest")
-        self.bulk.upload(job, request.get_data(as_text=True))
+        self.bulk.upload(job, request.get_data().decode("utf-8", "replace"))
         return Response(b"", 201)
 
     def bulk_ingest_results(
         self, request: Request, version: str, job_id: str, which: str
     ) -> Response:
         job = self.bulk.get(job_id, "ingest")
-        return Response(self.bulk.result_set(job, which), 200, content_type="text/csv")
+        return Response(
+            self.bulk.result_set(job, which), 200, content_type="text/csv; charset=UTF-8"
+        )
 
     # ---- admin additions ---------------------------------------------------------------------------
 

@@ -4,10 +4,12 @@ case, timestamps bulk-loaded (many records share a SystemModstamp second)."""
 
 from __future__ import annotations
 
+import functools
 import random
+from dataclasses import dataclass
 from typing import Any
 
-from contactsync_sandbox.core.people import Person, format_phone, people_for, vary_email
+from contactsync_sandbox.core.people import Person, Phone, format_phone, people_for, vary_email
 from contactsync_sandbox.salesforce.models import DAY, Org, Record, WriteContext
 from contactsync_sandbox.salesforce.schema import OBJECTS
 
@@ -57,28 +59,52 @@ def _account_for(org: Org, company: str, domain: str, stamp: int) -> str:
     return rid
 
 
-def _contact(
-    person: Person, i: int, account_id: str, owner: str, stamps: tuple[int, int]
-) -> Record:
-    rec = _blank("Contact")
-    by_label: dict[str, list[Any]] = {}
+@dataclass(frozen=True)
+class Typed:
+    """A person as typed into Salesforce: phones formatted, email in this system's case."""
+
+    person: Person
+    email: str
+    phone: str | None
+    mobile: str | None
+    home: str | None
+
+
+def _typed(person: Person, i: int) -> Typed:
+    by_label: dict[str, list[Phone]] = {}
     for phone in person.phones:
         by_label.setdefault(phone.label, []).append(phone)
-    style = i % 4
 
     def phone_of(label: str, shift: int) -> str | None:
         found = by_label.get(label)
-        return format_phone(found[0], style + shift) if found else None
+        return format_phone(found[0], i % 4 + shift) if found else None
 
+    email = vary_email(person.emails[0].address, i)
+    if len(person.emails) > 1 and i % 5 == 0:
+        email = vary_email(person.emails[1].address, i + 1)
+    return Typed(person, email, phone_of("work", 0), phone_of("mobile", 1), phone_of("home", 2))
+
+
+@functools.lru_cache(maxsize=4)
+def _typed_people(count: int, seed: int, overlap: float, start: int) -> tuple[Typed, ...]:
+    """Generating and formatting people is the slow part of seeding (phonenumbers): the same
+    batch is kept, so a test suite that seeds the same volume many times pays once."""
+    people = people_for("salesforce", count, seed, overlap, start)
+    return tuple(_typed(person, start + n) for n, person in enumerate(people))
+
+
+def _contact(typed: Typed, account_id: str, owner: str, stamps: tuple[int, int]) -> Record:
+    rec = _blank("Contact")
+    person = typed.person
     created, modified = stamps
     rec.update(
         FirstName=person.first_name,
         LastName=person.last_name,
         Name=f"{person.first_name} {person.last_name}",
-        Email=vary_email(person.emails[0].address, i),
-        Phone=phone_of("work", 0),
-        MobilePhone=phone_of("mobile", 1),
-        HomePhone=phone_of("home", 2),
+        Email=typed.email,
+        Phone=typed.phone,
+        MobilePhone=typed.mobile,
+        HomePhone=typed.home,
         Title=person.title,
         Department=person.department or None,
         AccountId=account_id,
@@ -94,8 +120,6 @@ def _contact(
         LastModifiedDate=modified,
         SystemModstamp=modified,
     )
-    if len(person.emails) > 1 and i % 5 == 0:
-        rec["Email"] = vary_email(person.emails[1].address, i + 1)
     return rec
 
 
@@ -109,7 +133,8 @@ def generate(org: Org, count: int, seed: int, overlap: float) -> list[str]:
     contacts = org.tables["Contact"]
     new_ids = org.seq.reserve("003", count)
     accounts: dict[str, str] = {}
-    for i, person in enumerate(people_for("salesforce", count, seed, overlap, start)):
+    for i, typed in enumerate(_typed_people(count, seed, overlap, start)):
+        person = typed.person
         created = now - span + (i // SHARED_STAMP) * SHARED_STAMP * span // max(count, 1)
         modified = created
         if rng.random() < 0.2:
@@ -118,9 +143,8 @@ def generate(org: Org, count: int, seed: int, overlap: float) -> list[str]:
         if account_id is None:
             account_id = _account_for(org, person.company, person.company_domain, now - span - DAY)
             accounts[person.company] = account_id
-        rec = _contact(
-            person, start + i, account_id, owners[rng.randrange(len(owners))], (created, modified)
-        )
+        owner = owners[rng.randrange(len(owners))]
+        rec = _contact(typed, account_id, owner, (created, modified))
         rec["Id"] = new_ids[i]
         contacts.records[new_ids[i]] = rec
     contacts.rebuild()

@@ -32,7 +32,34 @@ Predicate = Callable[[Record], bool]
 
 MAX_OFFSET = 2000
 KEYWORDS = frozenset(
-    ["select", "from", "where", "and", "or", "not", "in", "like", "order", "by", "asc", "desc", "nulls", "first", "last", "limit", "offset", "true", "false", "null", "using", "scope", "group", "having", "includes", "excludes"]
+    [
+        "select",
+        "from",
+        "where",
+        "and",
+        "or",
+        "not",
+        "in",
+        "like",
+        "order",
+        "by",
+        "asc",
+        "desc",
+        "nulls",
+        "first",
+        "last",
+        "limit",
+        "offset",
+        "true",
+        "false",
+        "null",
+        "using",
+        "scope",
+        "group",
+        "having",
+        "includes",
+        "excludes",
+    ]
 )
 DATE_LITERALS = frozenset({"TODAY", "YESTERDAY", "TOMORROW"})
 N_DATE_LITERALS = frozenset({"LAST_N_DAYS", "NEXT_N_DAYS", "N_DAYS_AGO"})
