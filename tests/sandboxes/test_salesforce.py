@@ -15,6 +15,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
     SalesforceExpiredSession,
+    SalesforceGeneralError,
     SalesforceMalformedRequest,
     SalesforceMoreThanOneRecord,
     SalesforceRefusedRequest,
@@ -57,7 +58,8 @@ def test_query_pages_of_2000_with_next_records_url(sf: Salesforce, seeded: list[
     assert first["done"] is False
     assert len(first["records"]) == 2000
     match = NEXT_URL.match(first["nextRecordsUrl"])
-    assert match and match.group(1) == "2000"
+    assert match
+    assert match.group(1) == "2000"
     record = first["records"][0]
     assert record["attributes"] == {
         "type": "Contact",
@@ -66,9 +68,11 @@ def test_query_pages_of_2000_with_next_records_url(sf: Salesforce, seeded: list[
     assert SF_DATETIME.match(record["SystemModstamp"])
     # And the following pages come from query_more with the URL
     second = sf.query_more(first["nextRecordsUrl"], True)
-    assert len(second["records"]) == 2000 and second["done"] is False
+    assert len(second["records"]) == 2000
+    assert second["done"] is False
     third = sf.query_more(second["nextRecordsUrl"], True)
-    assert len(third["records"]) == 500 and third["done"] is True
+    assert len(third["records"]) == 500
+    assert third["done"] is True
     assert "nextRecordsUrl" not in third
     seen = [r["Id"] for page in (first, second, third) for r in page["records"]]
     assert sorted(seen) == sorted(seeded)
@@ -109,7 +113,8 @@ def test_query_cursor_expires_after_15_idle_minutes(
 def test_cursor_ends_with_the_last_page(sf: Salesforce, seeded: list[str]) -> None:
     first = sf.query("SELECT Id FROM Contact LIMIT 2500")
     last = sf.query_more(first["nextRecordsUrl"], True)
-    assert last["done"] is True and len(last["records"]) == 500
+    assert last["done"] is True
+    assert len(last["records"]) == 500
     with pytest.raises(SalesforceMalformedRequest):
         sf.query_more(first["nextRecordsUrl"], True)
 
@@ -154,7 +159,8 @@ def test_relationship_fields_and_count(sf: Salesforce) -> None:
     counted = sf.query("SELECT COUNT() FROM Contact WHERE Account.Name LIKE 'Soci%'")
     assert counted == {"totalSize": 1, "done": True, "records": []}
     aggregate = sf.query("SELECT COUNT(Id) FROM Contact")["records"][0]
-    assert aggregate["expr0"] == 2 and aggregate["attributes"]["type"] == "AggregateResult"
+    assert aggregate["expr0"] == 2
+    assert aggregate["attributes"]["type"] == "AggregateResult"
 
 
 def test_soql_filters_order_limit_offset(sf: Salesforce) -> None:
@@ -275,14 +281,16 @@ def test_systemmodstamp_sync_query_with_shared_seconds(
     assert newest["records"][0]["Id"] == later
 
 
-# ---- sObject rows ------------------------------------------------------------------------------------
+# ---- sObject rows -------------------------------------------------------------------------------
 
 
 def test_create_read_update_delete(sf: Salesforce, clock: VirtualClock) -> None:
     created = sf.Contact.create(contact(LastName="Brzęczyszczykiewicz", FirstName="Łukasz"))
     assert created == {"id": created["id"], "success": True, "errors": []}
     rid = created["id"]
-    assert len(rid) == 18 and rid.startswith("003") and ids.normalize(rid[:15]) == rid
+    assert len(rid) == 18
+    assert rid.startswith("003")
+    assert ids.normalize(rid[:15]) == rid
     row = sf.Contact.get(rid)
     assert row["Name"] == "Łukasz Brzęczyszczykiewicz"
     assert row["IsPersonAccount"] is False
@@ -410,13 +418,14 @@ def test_conditional_update_refuses_stale_writes(sf: Salesforce, clock: VirtualC
     read_at = "Mon, 02 Mar 2026 09:00:00 GMT"
     clock.advance(120)
     sf.Contact.update(rid, {"Title": "CTO"})
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(SalesforceGeneralError) as caught:
         sf.Contact.update(rid, {"Title": "CFO"}, headers={"If-Unmodified-Since": read_at})
-    assert caught.value.status == 412  # type: ignore[attr-defined]
+    assert caught.value.status == 412
+    assert error_of(caught.value)["errorCode"] == "PRECONDITION_FAILED"
     assert sf.Contact.get(rid)["Title"] == "CTO"
 
 
-# ---- collections ------------------------------------------------------------------------------------
+# ---- collections --------------------------------------------------------------------------------
 
 
 def test_collection_create_with_per_item_errors_under_200(sf: Salesforce) -> None:
@@ -481,7 +490,7 @@ def test_collection_delete_and_retrieve(sf: Salesforce) -> None:
     assert results[2]["errors"][0]["statusCode"] == "ENTITY_IS_DELETED"
 
 
-# ---- replication: getUpdated / getDeleted -------------------------------------------------------------
+# ---- replication: getUpdated / getDeleted -------------------------------------------------------
 
 
 def test_get_updated_and_deleted_windows(sf: Salesforce, clock: VirtualClock) -> None:
@@ -550,7 +559,7 @@ def test_replication_id_limit(
     assert error_of(caught.value)["errorCode"] == "EXCEEDED_ID_LIMIT"
 
 
-# ---- Bulk API 2.0 ------------------------------------------------------------------------------------
+# ---- Bulk API 2.0 -------------------------------------------------------------------------------
 
 
 def test_bulk2_query_csv_with_locators(sf: Salesforce, seeded: list[str], tmp_path: Path) -> None:
@@ -585,7 +594,8 @@ def test_bulk2_result_headers_and_parallel_locators(
     job = session.post(
         jobs, json={"operation": "query", "query": "SELECT Id FROM Contact"}, headers=headers
     ).json()
-    assert job["state"] == "UploadComplete" and job["id"].startswith("750")
+    assert job["state"] == "UploadComplete"
+    assert job["id"].startswith("750")
     states = [session.get(f"{jobs}/{job['id']}", headers=headers).json()["state"] for _ in range(2)]
     assert states == ["InProgress", "JobComplete"]
     first = session.get(f"{jobs}/{job['id']}/results", params={"maxRecords": 2000}, headers=headers)
@@ -702,13 +712,14 @@ def test_my_contacts_view_uses_scope_mine_and_userinfo(
     views = sf.restful("sobjects/Contact/listviews")["listviews"]
     my_view = next(v for v in views if v["developerName"] == "MyContacts")
     described = sf.restful(f"sobjects/Contact/listviews/{my_view['id']}/describe")
-    assert "USING SCOPE mine" in described["query"] and described["scope"] == "mine"
+    assert "USING SCOPE mine" in described["query"]
+    assert described["scope"] == "mine"
     assert [r["Id"] for r in sf.query(described["query"])["records"]] == [mine]
     rows = sf.query(f"SELECT Id FROM Contact WHERE OwnerId = '{me['user_id']}'")["records"]
     assert [r["Id"] for r in rows] == [mine]
 
 
-# ---- sessions, limits, throttling ----------------------------------------------------------------------
+# ---- sessions, limits, throttling ---------------------------------------------------------------
 
 
 def test_expired_session_is_a_401_json_array(sf: Salesforce, clock: VirtualClock) -> None:
@@ -734,7 +745,8 @@ def test_daily_api_limit_403_and_rolling_reset(
     session.post(BASE + "_sandbox/faults", json={"rules": [], "quotas": {"daily_api_requests": 3}})
     for _ in range(3):
         sf.query("SELECT Id FROM Contact")
-    assert sf.api_usage["api-usage"].used == 3 and sf.api_usage["api-usage"].total == 3
+    assert sf.api_usage["api-usage"].used == 3
+    assert sf.api_usage["api-usage"].total == 3
     with pytest.raises(SalesforceRefusedRequest) as caught:
         sf.query("SELECT Id FROM Contact")
     assert caught.value.status == 403
@@ -772,7 +784,7 @@ def test_throttle_fault_is_the_403(sf: Salesforce, session: requests.Session) ->
     assert response.json()[0]["errorCode"] == "SERVER_UNAVAILABLE"
 
 
-# ---- OAuth ---------------------------------------------------------------------------------------------
+# ---- OAuth --------------------------------------------------------------------------------------
 
 
 def token(session: requests.Session, **form: str) -> requests.Response:
@@ -801,7 +813,8 @@ def test_refresh_token_grant_and_its_failures(
         "token_type",
         "issued_at",
     }
-    assert body["token_type"] == "Bearer" and body["instance_url"] == INSTANCE
+    assert body["token_type"] == "Bearer"
+    assert body["instance_url"] == INSTANCE
     assert body["issued_at"].isdigit()
     assert body["id"].endswith(f"/id/{cfg['organization_id']}/{cfg['user_id']}")
     sf = Salesforce(
@@ -823,7 +836,7 @@ def test_jwt_bearer_through_simple_salesforce(
     app: SalesforceSandbox, session: requests.Session
 ) -> None:
     cfg = app.client_config()
-    # simple-salesforce posts the assertion to login.salesforce.com: route that host to the sandbox too
+    # simple-salesforce posts the assertion to login.salesforce.com: route that host here too
     session.mount("https://login.salesforce.com/", WSGITransport(app))
     sf = Salesforce(
         username=cfg["username"],
@@ -869,7 +882,10 @@ def test_jwt_bearer_failures(app: SalesforceSandbox, session: requests.Session) 
             session=session,
         )
     assert wrong_app.value.code == "invalid_client_id"
-    with pytest.warns(UserWarning), pytest.raises(SalesforceAuthenticationFailed) as unapproved:
+    with (
+        pytest.warns(UserWarning, match="self-authorize"),
+        pytest.raises(SalesforceAuthenticationFailed) as unapproved,
+    ):
         Salesforce(
             username="rep@example.com",
             consumer_key=cfg["client_id"],
@@ -879,7 +895,7 @@ def test_jwt_bearer_failures(app: SalesforceSandbox, session: requests.Session) 
     assert unapproved.value.auth_message == "user hasn't approved this consumer"
 
 
-# ---- objects, ids, person accounts ------------------------------------------------------------------------
+# ---- objects, ids, person accounts --------------------------------------------------------------
 
 
 def test_describe_and_describe_global(sf: Salesforce) -> None:
@@ -897,10 +913,10 @@ def test_describe_and_describe_global(sf: Salesforce) -> None:
         "createable": True,
         "updateable": True,
     }
-    assert (
-        fields["Name"]["createable"] is False and fields["IsPersonAccount"]["updateable"] is False
-    )
-    assert fields["Email"]["type"] == "email" and fields["Contactsync_Id__c"]["externalId"] is True
+    assert fields["Name"]["createable"] is False
+    assert fields["IsPersonAccount"]["updateable"] is False
+    assert fields["Email"]["type"] == "email"
+    assert fields["Contactsync_Id__c"]["externalId"] is True
     assert fields["AccountId"]["referenceTo"] == ["Account"]
     names = {o["name"]: o["keyPrefix"] for o in sf.describe()["sobjects"]}
     assert names == {"Account": "001", "Contact": "003", "Lead": "00Q", "User": "005"}
@@ -911,7 +927,8 @@ def test_describe_and_describe_global(sf: Salesforce) -> None:
 def test_ids_have_valid_case_safe_suffixes() -> None:
     assert ids.suffix("001A0000006Vm9r") == "IAC"  # a documented example id
     rid = ids.make_id("00Q", 123456)
-    assert len(rid) == 18 and ids.normalize(rid[:15]) == rid
+    assert len(rid) == 18
+    assert ids.normalize(rid[:15]) == rid
     assert ids.normalize(rid.lower()) is None or ids.normalize(rid[:15] + rid[15:].lower()) == rid
 
 
@@ -968,7 +985,7 @@ def test_deleting_an_account_deletes_its_contacts(sf: Salesforce) -> None:
         sf.Contact.get(rid)
 
 
-# ---- outbound messages -------------------------------------------------------------------------------------
+# ---- outbound messages --------------------------------------------------------------------------
 
 
 class Receiver:
@@ -1023,29 +1040,33 @@ def test_outbound_message_delivery_is_retried_until_acked(
     assert first == {"enqueued": 1, "acked": 0, "pending": 1}
     clock.advance(15)
     second = session.post(BASE + "_sandbox/outbound_messages/deliver").json()
-    assert second["acked"] == 1 and second["pending"] == 0
+    assert second["acked"] == 1
+    assert second["pending"] == 0
     body = receiver.bodies[1]
     assert body == receiver.bodies[0]  # the same notification again: dedupe by its Id
     assert f"<OrganizationId>{app.org.credentials.org_id}</OrganizationId>" in body
     assert '<SessionId xsi:nil="true"/>' in body
-    assert f"<sf:Id>{rid}</sf:Id>" in body and "<sf:Email>pam@dundermifflin.com</sf:Email>" in body
+    assert f"<sf:Id>{rid}</sf:Id>" in body
+    assert "<sf:Email>pam@dundermifflin.com</sf:Email>" in body
     assert re.search(r"<Notification><Id>04l[0-9A-Za-z]{15}</Id>", body)
 
 
-# ---- admin surface, state ----------------------------------------------------------------------------------
+# ---- admin surface, state -----------------------------------------------------------------------
 
 
 def test_seed_generates_realistic_contacts(sf: Salesforce, session: requests.Session) -> None:
     summary = session.post(
         BASE + "_sandbox/seed", json={"count": 50, "seed": 11, "overlap": 0.5}
     ).json()
-    assert summary["count"] == 50 and len(summary["created"]["Contact"]) == 50
+    assert summary["count"] == 50
+    assert len(summary["created"]["Contact"]) == 50
     rows = sf.query("SELECT Name, Email, Phone, Account.Name, SystemModstamp FROM Contact")[
         "records"
     ]
     assert len(rows) == 50
     assert all(r["Account"]["Name"] for r in rows)
-    assert any(r["Phone"].startswith("+") for r in rows) and any("(" in r["Phone"] for r in rows)
+    assert any(r["Phone"].startswith("+") for r in rows)
+    assert any("(" in r["Phone"] for r in rows)
     assert len({r["SystemModstamp"] for r in rows}) < 50  # bulk-loaded: seconds are shared
     explicit = session.post(
         BASE + "_sandbox/seed",
@@ -1053,7 +1074,8 @@ def test_seed_generates_realistic_contacts(sf: Salesforce, session: requests.Ses
     ).json()
     assert explicit["created"]["Lead"][0].startswith("00Q")
     refused = session.post(BASE + "_sandbox/seed", json={"records": [{"FirstName": "x"}]})
-    assert refused.status_code == 400 and "REQUIRED_FIELD_MISSING" in refused.json()["error"]
+    assert refused.status_code == 400
+    assert "REQUIRED_FIELD_MISSING" in refused.json()["error"]
 
 
 def test_state_round_trips_through_json(
@@ -1075,7 +1097,8 @@ def test_client_config_and_reset(app: SalesforceSandbox, session: requests.Sessi
     cfg = app.client_config()
     assert cfg["instance_url"] == INSTANCE
     assert cfg["token_url"] == f"{INSTANCE}/services/oauth2/token"
-    assert cfg["api_version"] == "59.0" and cfg["admin"] == f"{INSTANCE}/_sandbox/"
+    assert cfg["api_version"] == "59.0"
+    assert cfg["admin"] == f"{INSTANCE}/_sandbox/"
     assert (
         cfg["client_id"] == SalesforceSandbox(VirtualClock(), seed=7).client_config()["client_id"]
     )
@@ -1088,7 +1111,7 @@ def test_client_config_and_reset(app: SalesforceSandbox, session: requests.Sessi
     assert app.org.tables["Contact"].records == {}
 
 
-# ---- over real HTTPS -----------------------------------------------------------------------------------------
+# ---- over real HTTPS ----------------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -405,7 +405,7 @@ class BulkJobs:
             rows = [list(job.header), *job.unprocessed_rows]
         return _csv(rows, job.column_delimiter, job.line_ending) if job.header else ""
 
-    def list(self, kind: str) -> dict[str, Any]:
+    def list_jobs(self, kind: str) -> dict[str, Any]:
         return {
             "done": True,
             "records": [j.info() for j in self.jobs.values() if j.kind == kind],

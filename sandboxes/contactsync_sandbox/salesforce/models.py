@@ -354,7 +354,7 @@ class Org:
         kind = f.type
         try:
             if f.is_string:
-                if isinstance(value, bool) or isinstance(value, dict | list):
+                if isinstance(value, bool | dict | list):
                     raise TypeError
                 text = str(value)
                 if kind in ("reference", "id"):
@@ -569,7 +569,8 @@ class Org:
         if sobject.name == "Contact" and old.get("IsPersonAccount") and not ctx.system:
             raise err.bad_request(
                 "INVALID_PERSON_ACCOUNT_OPERATION",
-                "Person account contacts can't be edited through the Contact object: update the Account",
+                "Person account contacts can't be edited through the Contact object:"
+                " update the Account",
             )
         body = {k: v for k, v in data.items() if k != "Id"}
         values = self.coerce(sobject, body, False, ctx)
@@ -600,7 +601,8 @@ class Org:
         if sobject.name == "Contact" and old.get("IsPersonAccount"):
             raise err.bad_request(
                 "INVALID_PERSON_ACCOUNT_OPERATION",
-                "Person account contacts can't be deleted through the Contact object: delete the Account",
+                "Person account contacts can't be deleted through the Contact object:"
+                " delete the Account",
             )
         self._soft_delete(table, old)
         if sobject.name == "Account":
@@ -750,7 +752,8 @@ class Org:
         if f.name in data and str(data[f.name]) != value:
             raise err.bad_request(
                 "INVALID_FIELD",
-                f"Foreign key external ID: {value} not found for field {f.name} in entity {sobject.name}",
+                f"Foreign key external ID: {value} not found for field {f.name} in entity"
+                f" {sobject.name}",
             )
         if found:
             self.update(
@@ -967,7 +970,7 @@ class Org:
         )
         return text + " ORDER BY " + ", ".join(order)
 
-    # ---- persistence ---------------------------------------------------------------------------------
+    # ---- persistence -------------------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
         return {

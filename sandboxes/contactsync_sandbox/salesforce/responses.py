@@ -147,7 +147,7 @@ class SalesforceSandbox(SandboxApp):
             Rule("/_sandbox/recycle_bin/empty", methods=["POST"], endpoint="_admin_empty_bin"),
         ]
 
-    # ---- the base class's hooks -------------------------------------------------------------------
+    # ---- the base class's hooks --------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
         response = super().handle(request)
@@ -333,9 +333,9 @@ class SalesforceSandbox(SandboxApp):
             return None
         try:
             return json.loads(data)
-        except ValueError as exc:
+        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
             raise err.json_parser_error(
-                f"Unexpected character: was expecting a JSON value at [line:1, column:1]: {exc.msg}"
+                "Unexpected character: was expecting a JSON value at [line:1, column:1]"
             ) from exc
 
     def _object(self, obj: str) -> SObject:
@@ -417,7 +417,7 @@ class SalesforceSandbox(SandboxApp):
                     break
         return out
 
-    # ---- OAuth --------------------------------------------------------------------------------------
+    # ---- OAuth -------------------------------------------------------------------------------
 
     def oauth_token(self, request: Request) -> Response:
         form = {k: v[0] for k, v in parse_qs(request.get_data().decode("utf-8", "replace")).items()}
@@ -428,7 +428,7 @@ class SalesforceSandbox(SandboxApp):
         if grant == JWT_GRANT:
             return self._jwt_grant(form)
         if not grant:
-            raise OAuthError("invalid_request", "grant type is missing")  # noqa: RSE
+            raise OAuthError("invalid_request", "grant type is missing")
         raise OAuthError("unsupported_grant_type", "grant type not supported")
 
     def _refresh_grant(self, form: dict[str, str], request: Request) -> Response:
@@ -559,7 +559,7 @@ class SalesforceSandbox(SandboxApp):
             }
         )
 
-    # ---- REST: discovery ----------------------------------------------------------------------------
+    # ---- REST: discovery ---------------------------------------------------------------------
 
     def versions(self, request: Request) -> Response:
         return json_response(
@@ -619,13 +619,14 @@ class SalesforceSandbox(SandboxApp):
                         "name": label,
                         "recordTypeId": self.org.record_type_id(person),
                         "urls": {
-                            "layout": f"/services/data/v{version}/sobjects/Account/describe/layouts/{self.org.record_type_id(person)}"
+                            "layout": f"/services/data/v{version}/sobjects/Account/describe"
+                            f"/layouts/{self.org.record_type_id(person)}"
                         },
                     }
                 )
         return json_response(sobject.describe(version, record_types))
 
-    # ---- REST: records ------------------------------------------------------------------------------
+    # ---- REST: records -----------------------------------------------------------------------
 
     def create(self, request: Request, version: str, obj: str) -> Response:
         body = self._json(request)
@@ -722,7 +723,7 @@ class SalesforceSandbox(SandboxApp):
             [f"/services/data/v{version}/sobjects/{sobject.name}/{r['Id']}" for r in found], 300
         )
 
-    # ---- REST: queries ------------------------------------------------------------------------------
+    # ---- REST: queries -----------------------------------------------------------------------
 
     def query(self, request: Request, version: str) -> Response:
         return self._query(request, version, include_deleted=False)
@@ -779,7 +780,7 @@ class SalesforceSandbox(SandboxApp):
         body["records"] = self.render_rows(cursor.sobject, cursor.columns, page, version)
         return json_response(body)
 
-    # ---- REST: replication ----------------------------------------------------------------------------
+    # ---- REST: replication -------------------------------------------------------------------
 
     def get_updated(self, request: Request, version: str, obj: str) -> Response:
         return json_response(
@@ -791,7 +792,7 @@ class SalesforceSandbox(SandboxApp):
             self.org.deleted(obj, request.args.get("start"), request.args.get("end"))
         )
 
-    # ---- REST: list views ------------------------------------------------------------------------------
+    # ---- REST: list views --------------------------------------------------------------------
 
     def list_views(self, request: Request, version: str, obj: str) -> Response:
         sobject = self._object(obj)
@@ -878,7 +879,7 @@ class SalesforceSandbox(SandboxApp):
             return {"conditions": [], "conjunction": "and"}
         return _condition_json(parsed.where)
 
-    # ---- REST: sObject Collections -------------------------------------------------------------------
+    # ---- REST: sObject Collections -----------------------------------------------------------
 
     def collection(self, request: Request, version: str) -> Response:
         ctx = self._ctx(request)
@@ -1045,7 +1046,7 @@ class SalesforceSandbox(SandboxApp):
 
         return json_response(self._run_all(records, bool(body.get("allOrNone", False)), op))
 
-    # ---- Bulk API 2.0 ------------------------------------------------------------------------------
+    # ---- Bulk API 2.0 ------------------------------------------------------------------------
 
     def bulk_query_create(self, request: Request, version: str) -> Response:
         body = self._json(request)
@@ -1055,7 +1056,7 @@ class SalesforceSandbox(SandboxApp):
         return json_response(job.info())
 
     def bulk_query_list(self, request: Request, version: str) -> Response:
-        return json_response(self.bulk.list("query"))
+        return json_response(self.bulk.list_jobs("query"))
 
     def bulk_query_job(self, request: Request, version: str, job_id: str) -> Response:
         return self._job(request, job_id, "query")
@@ -1092,7 +1093,7 @@ class SalesforceSandbox(SandboxApp):
         )
 
     def bulk_ingest_list(self, request: Request, version: str) -> Response:
-        return json_response(self.bulk.list("ingest"))
+        return json_response(self.bulk.list_jobs("ingest"))
 
     def bulk_ingest_job(self, request: Request, version: str, job_id: str) -> Response:
         return self._job(request, job_id, "ingest")
@@ -1110,7 +1111,7 @@ class SalesforceSandbox(SandboxApp):
             self.bulk.result_set(job, which), 200, content_type="text/csv; charset=UTF-8"
         )
 
-    # ---- admin additions ---------------------------------------------------------------------------
+    # ---- admin additions ---------------------------------------------------------------------
 
     def _admin_session(self, body: dict[str, Any]) -> Response:
         user = self.org.credentials.user_by_name(str(body.get("username", "admin@example.com")))

@@ -1,5 +1,5 @@
-"""The sObjects the sandbox knows (Contact, Lead, Account with Person Accounts, User), their fields as
-``describe`` reports them, and the value rules of each field type."""
+"""The sObjects the sandbox knows (Contact, Lead, Account with Person Accounts, User), their
+fields as ``describe`` reports them, and the value rules of each field type."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ in-process on a requests session, and a simple-salesforce client in direct mode.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,10 +64,11 @@ def sf(app: SalesforceSandbox, session: requests.Session) -> Salesforce:
 
 
 @pytest.fixture
-def seeded(app: SalesforceSandbox, session: requests.Session) -> Iterator[list[str]]:
+def seeded(app: SalesforceSandbox, session: requests.Session) -> list[str]:
     response = session.post(BASE + "_sandbox/seed", json={"count": 4500, "seed": 3})
     assert response.status_code == 200
-    yield response.json()["created"]["Contact"]
+    created: list[str] = response.json()["created"]["Contact"]
+    return created
 
 
 def error_of(exc: Exception) -> dict[str, Any]:
