@@ -106,11 +106,16 @@ def to_e164(raw: str, default_region: str = "US") -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form of a text, punctuation turned into spaces."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    return " ".join("".join(ch if ch.isalnum() else " " for ch in kept).split())
+
+
 def name_key(given: str, family: str) -> str:
     """Case- and accent-insensitive full name, for merge suggestions."""
-    folded = unicodedata.normalize("NFKD", f"{given} {family}")
-    kept = "".join(ch for ch in folded if not unicodedata.combining(ch)).casefold()
-    return " ".join(kept.split())
+    return fold(f"{given} {family}")
 
 
 class PostalAddress(Model):
@@ -212,10 +217,17 @@ class HubContact(Entity):
             yield "phone", key
         if self.given_name or self.family_name:
             yield "name", name_key(self.given_name, self.family_name)
+        for word in sorted(self.search_words()):
+            yield "word", word
         if self.company_id:
             yield "company", self.company_id
         if self.owner_user_id:
             yield "owner", self.owner_user_id
+
+    def search_words(self) -> set[str]:
+        """Folded words of the name and company: the gallery's text search looks these up."""
+        text = f"{self.given_name} {self.family_name} {self.company}"
+        return {w for w in fold(text).split() if len(w) >= 2}
 
     def field_value(self, field: ContactField) -> object:
         return getattr(self, field)

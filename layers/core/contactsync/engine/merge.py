@@ -1,6 +1,10 @@
 """Merging an incoming remote record into a hub contact, field by field.
 
-Each hub field remembers who wrote it and the source's timestamp (provenance). An incoming value
+Only fields the source actually changed since we last synced it compete (those that differ from
+the link's snapshot): a record re-saved for another reason carries every field with a new
+timestamp, and letting its unchanged, stale values win would undo newer edits made elsewhere.
+
+Each hub field remembers who wrote it and the source's timestamp (provenance). A changed value
 replaces the hub's when it wins under the spoke's conflict policy:
 
 - the same source updating its own value wins unless it is older (a replay);
@@ -12,6 +16,7 @@ replaces the hub's when it wins under the spoke's conflict policy:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -82,10 +87,17 @@ class MergeOutcome:
     changes: list[FieldChange]
     # Fields where the hub kept its value against the incoming one (the spoke will be updated).
     kept: list[ContactField]
+    # Provenance moved to a newer assertion of the value the hub already had (no value change,
+    # but the contact must be written so later, older changes lose to it).
+    touched: bool = False
 
     @property
     def changed(self) -> bool:
         return bool(self.changes)
+
+    @property
+    def must_write(self) -> bool:
+        return bool(self.changes) or self.touched
 
 
 def rank(policy: ConflictPolicy, source: str) -> int:
@@ -120,22 +132,41 @@ def merge(
     spoke: SpokeView,
     *,
     now: datetime,
+    previous: Mapping[str, Any] | None = None,
     run_id: str | None = None,
 ) -> MergeOutcome:
-    """Merges ``record`` into ``contact`` (which may be a fresh, empty contact). Pure."""
+    """Merges ``record`` into ``contact`` (which may be a fresh, empty contact). ``previous`` is
+    the link's snapshot of the record as last synced (None for a record never seen). Pure."""
     incoming = record.fields.only(spoke.pull_fields).provided()
     updates: dict[str, Any] = {}
     provenance = dict(contact.provenance)
     changes: list[FieldChange] = []
     kept: list[ContactField] = []
+    touched = False
     next_version = contact.version + 1
     for name, value in sorted(incoming.items()):
+        value_canon = canon(name, value)
+        if previous is not None and name in previous and previous[name] == value_canon:
+            continue  # the source did not change it since we last synced: nothing asserted
+        current_prov = provenance.get(name)
+        wins = incoming_wins(spoke.conflict, spoke.account_id, record.modified_at, current_prov)
         current = getattr(contact, name)
-        if canon(name, current) == canon(name, value):
+        if canon(name, current) == value_canon:
+            # Same value, newer assertion: move the provenance so older changes lose to it.
+            if (
+                wins
+                and current_prov is not None
+                and (
+                    (current_prov.source, current_prov.source_ts)
+                    != (spoke.account_id, record.modified_at)
+                )
+            ):
+                provenance[name] = current_prov.model_copy(
+                    update={"source": spoke.account_id, "source_ts": record.modified_at}
+                )
+                touched = True
             continue
-        if not incoming_wins(
-            spoke.conflict, spoke.account_id, record.modified_at, provenance.get(name)
-        ):
+        if not wins:
             kept.append(name)
             continue
         updates[name] = list(value) if isinstance(value, tuple) else value
@@ -144,16 +175,19 @@ def merge(
             source_ts=record.modified_at,
             hub_version=next_version,
             run_id=run_id,
-            reason=_reason(spoke.conflict, provenance.get(name)),
+            reason=_reason(spoke.conflict, current_prov),
         )
         changes.append(FieldChange(field=name, old=_plain(current), new=_plain(value)))
     if not updates:
+        if touched:
+            copy = contact.model_copy(update={"provenance": provenance})
+            return MergeOutcome(copy, [], kept, touched=True)
         return MergeOutcome(contact, [], kept)
     merged = contact.model_copy(update={**updates, "provenance": provenance, "updated_at": now})
     # model_copy skips validation: re-validate so a provider's odd value cannot slip through.
     validated = HubContact.model_validate(merged.model_dump())
     validated.__dict__["version"] = contact.version
-    return MergeOutcome(validated, changes, kept)
+    return MergeOutcome(validated, changes, kept, touched)
 
 
 def _reason(policy: ConflictPolicy, previous: FieldProvenance | None) -> str:

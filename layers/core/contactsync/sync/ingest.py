@@ -101,7 +101,14 @@ def _ingest(ctx: IngestContext, record: RemoteRecord, link_id: str) -> None:
         promoted = True
 
     try:
-        outcome = merge(contact, record, view, now=ctx.now, run_id=ctx.run_id)
+        outcome = merge(
+            contact,
+            record,
+            view,
+            now=ctx.now,
+            previous=link.snapshot if link is not None and link.contact_id == contact.id else None,
+            run_id=ctx.run_id,
+        )
     except ValidationError as exc:
         ctx.report.failed += 1
         ctx.report.errors.append(f"{record.remote_id}: {exc.errors()[0]['msg']}")
@@ -110,9 +117,10 @@ def _ingest(ctx: IngestContext, record: RemoteRecord, link_id: str) -> None:
     if is_new:
         writes.append(Write(merged, expected_version=0))
         ctx.report.hub_created += 1
-    elif outcome.changed or promoted:
+    elif outcome.must_write or promoted:
         writes.append(Write(merged, expected_version=contact.version))
-        ctx.report.hub_updated += 1
+        if outcome.changed or promoted:
+            ctx.report.hub_updated += 1
     ctx.report.conflicts += len(outcome.kept)
 
     new_link = Link(
@@ -136,13 +144,20 @@ def _ingest(ctx: IngestContext, record: RemoteRecord, link_id: str) -> None:
     writes.append(
         Write(new_link if link is None else new_link.model_copy(update={"version": link.version}))
     )
-    contact_written = is_new or outcome.changed or promoted
+    contact_written = is_new or outcome.must_write or promoted
     hub_version = merged.version + 1 if contact_written else merged.version
     if outcome.changes or is_new:
         writes.append(
             Write(_log_entry(ctx, merged.id, outcome.changes, is_new), expected_version=0)
         )
-    if contact_written or outcome.kept or record.marker_repair or link is None:
+    if (
+        is_new
+        or outcome.changed
+        or promoted
+        or outcome.kept
+        or record.marker_repair
+        or link is None
+    ):
         writes.append(
             Write(
                 OutboxEntry(
@@ -156,7 +171,7 @@ def _ingest(ctx: IngestContext, record: RemoteRecord, link_id: str) -> None:
             )
         )
     store.transact(writes)
-    if ctx.planned is not None and contact_written:
+    if ctx.planned is not None and (is_new or outcome.changed):
         ctx.planned.append(
             PlannedMutation(
                 account_id=view.account_id,
