@@ -113,6 +113,11 @@ class SandboxApp:
         """The current quota settings and usage, for ``GET /_sandbox/faults`` and the state."""
         return {}
 
+    def deliver_webhooks(self) -> int:
+        """Sends the webhooks (notifications, outbound messages) that are due; returns how many
+        were acknowledged. ``contactsync sandbox up`` calls it from a background thread."""
+        return 0
+
     def on_request(self, request: Request) -> Response | None:
         """Called for every non-admin request before dispatch (quotas, rate limits)."""
         return None
