@@ -910,6 +910,7 @@ class SalesforceSandbox(SandboxApp):
     def _run_all(self, items: list[Any], all_or_none: bool, op: Any) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
         failed = False
+        queued = {m.id: len(m.pending) for m in self.outbound.values()}
         self.org.begin()
         try:
             for item in items:
@@ -922,6 +923,8 @@ class SalesforceSandbox(SandboxApp):
         finally:
             if failed and all_or_none:
                 self.org.rollback()
+                for message in self.outbound.values():  # no notification for rolled-back saves
+                    del message.pending[queued.get(message.id, 0) :]
             else:
                 self.org.commit()
         if failed and all_or_none:
