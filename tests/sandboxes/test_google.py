@@ -24,6 +24,7 @@ from contactsync_sandbox.core import mount_sandbox
 from contactsync_sandbox.core.people import people_for
 from contactsync_sandbox.core.server import CertificateAuthority, HTTPSSandboxServer
 from contactsync_sandbox.google import App
+from contactsync_sandbox.google.models import SyncToken
 
 BASE = "https://google.sandbox.test/"
 CONNECTIONS = BASE + "v1/people/me/connections"
@@ -954,6 +955,15 @@ def test_sync_token_expiry_can_count_from_each_token(
     assert reasons(expired) == ["EXPIRED_SYNC_TOKEN"]
 
 
+def test_every_sync_token_reads_back(app: App) -> None:
+    # Tokens are sealed with a binary MAC: none may fail to read back, whatever its bytes
+    codec = app.backend.codec
+    for seq in range(3000):
+        token = SyncToken(1, 0, "abc123", seq, 1_700_000_000.5 + seq)
+        assert codec.read_sync_token(codec.sync_token(token)) == token
+    assert codec.read_sync_token(codec.sync_token(token)[:-3]) is None
+
+
 def test_sync_token_must_be_used_with_the_same_fields(google: AuthorizedSession) -> None:
     _, token, _ = full_sync(google)
     assert token
@@ -1208,6 +1218,9 @@ def test_per_user_contact_cap(transport: requests.Session, google: AuthorizedSes
     assert single.status_code == 200
     assert over.status_code == 400
     assert list_page(google).json()["totalItems"] == 3
+    refused = transport.post(BASE + "_sandbox/seed", json={"count": 1})
+    assert refused.status_code == 400
+    assert "max_contacts_per_user" in refused.json()["error"]
 
 
 def test_throttle_fault_is_googles_429(
@@ -1296,12 +1309,16 @@ def test_seeded_people_are_realistic_and_differ_in_format_from_other_systems(
     }
     assert "myContacts" in groups
     assert len(groups) > 2
-    # And people shared with another system are written differently here
-    shared = next(
-        p for p in people_for("google", 200, seed=5, overlap=0.3) if p.universe_index < 10_000_000
-    )
+    # And people shared with other systems are written in Google's own styles: the same
+    # mailboxes, but some in another case, and phones not always in E.164
+    shared = [p for p in people_for("google", 200, seed=5, overlap=0.3) if p.universe_index < 10**7]
+    assert shared
+    canonical = {e.address for p in shared for e in p.emails}
     google_emails = {e["value"] for p in people for e in p["emailAddresses"]}
-    assert shared.emails[0].address.lower() in {e.lower() for e in google_emails}
+    shared_here = {e for e in google_emails if e.lower() in canonical}
+    assert {e.lower() for e in shared_here} == canonical
+    assert shared_here & canonical  # some as the other systems hold them
+    assert shared_here - canonical  # and some in another case
 
 
 def test_seed_explicit_records(transport: requests.Session, google: AuthorizedSession) -> None:
@@ -1428,6 +1445,21 @@ def test_full_and_incremental_sync_over_https(
     )
     assert changes.status_code == 200
     assert set(changes.json()) == {"nextSyncToken"}
+    # And a connector that pins the CA itself (trust_env off, so that REQUESTS_CA_BUNDLE cannot
+    # override verify) passes an auth_request built on its own session
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    pinned = requests.Session()
+    pinned.trust_env = False
+    pinned.verify = str(ca)
+    explicit = AuthorizedSession(
+        credentials(sandbox, "manager@example.com"), auth_request=GoogleAuthRequest(pinned)
+    )
+    explicit.trust_env = False
+    explicit.verify = str(ca)
+    me = explicit.get(
+        config["api_base"] + "v1/people/me", params={"personFields": "emailAddresses"}
+    )
+    assert me.json()["emailAddresses"][0]["value"] == "manager@example.com"
     # And a session that does not trust the CA is refused
     untrusting = requests.Session()
     untrusting.trust_env = False

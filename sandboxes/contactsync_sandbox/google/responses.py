@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -172,6 +173,14 @@ def _names(value: Any, field: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise err.invalid_value(field, "TYPE_STRING", value)
     return value
+
+
+def _sources(args: MultiDict[str, str]) -> list[str]:
+    sources = sorted(set(args.getlist("sources")))
+    for source in sources:
+        if source not in READ_SOURCES:
+            raise err.invalid_value("sources", READ_SOURCE_TYPE, source)
+    return sources
 
 
 def _person_mask(args: MultiDict[str, str], *, required: bool) -> tuple[str, ...]:
@@ -340,10 +349,7 @@ class GoogleApp(SandboxApp):
         sort_order = args.get("sortOrder") or "LAST_MODIFIED_ASCENDING"
         if sort_order not in SORT_ORDERS:
             raise err.invalid_value("sort_order", SORT_ORDER_TYPE, sort_order)
-        sources = sorted(set(args.getlist("sources")))
-        for source in sources:
-            if source not in READ_SOURCES:
-                raise err.invalid_value("sources", READ_SOURCE_TYPE, source)
+        sources = _sources(args)
         request_sync = _bool(args, "requestSyncToken", "request_sync_token")
         page_token, sync_token = args.get("pageToken") or None, args.get("syncToken") or None
         sync_key = params_key({"personFields": mask, "sources": sources, "sortOrder": sort_order})
@@ -458,6 +464,7 @@ class GoogleApp(SandboxApp):
     def get_person(self, request: Request, pid: str) -> Response:
         user, book = self._begin(request, "people.get")
         args = _args(request, ("personFields", "requestMask.includeField", "sources"))
+        _sources(args)
         mask = _person_mask(args, required=True)
         if pid == "me" or pid == user.profile_id:
             return json_response(render.profile(user, mask, self._profile_etag(user)))
@@ -467,8 +474,8 @@ class GoogleApp(SandboxApp):
         return json_response(render.person(contact, mask))
 
     def _profile_etag(self, user: UserAccount) -> str:
-        raw = f"{self.backend.secret.hex()}:{user.profile_id}".encode()
-        return "%Eg" + base64.b64encode(raw[:18]).decode()
+        raw = hashlib.blake2b(self.backend.secret + user.profile_id.encode(), digest_size=18)
+        return "%Eg" + base64.b64encode(raw.digest()).decode()
 
     def batch_get(self, request: Request) -> Response:
         user, book = self._begin(request, "people.getBatchGet")
@@ -483,6 +490,7 @@ class GoogleApp(SandboxApp):
                 f"Too many resource names: {len(names)}. The maximum is {MAX_BATCH_GET}.",
                 "resource_names",
             )
+        _sources(args)
         mask = _person_mask(args, required=True)
         responses = []
         for name in names:
@@ -524,6 +532,7 @@ class GoogleApp(SandboxApp):
     def create_contact(self, request: Request) -> Response:
         _, book = self._begin(request, "people.createContact", write=True)
         args = _args(request, ("personFields", "sources"))
+        _sources(args)
         mask = _person_mask(args, required=False)
         fields, groups = self._new_contact(book, _body(request), "person")
         contact = book.create(fields, groups)
@@ -580,6 +589,7 @@ class GoogleApp(SandboxApp):
         update_mask = parse_mask(
             args.get("updatePersonFields"), UPDATE_FIELDS, "updatePersonFields", UPDATE_DOCS
         )
+        _sources(args)
         read_mask = _person_mask(args, required=False)
         contact, fields, groups = self._updated_contact(
             book, f"people/{pid}", _body(request), update_mask, "person"
