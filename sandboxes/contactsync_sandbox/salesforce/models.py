@@ -14,7 +14,7 @@ import math
 import re
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -1065,8 +1065,4 @@ def _parse_param_datetime(text: str) -> float:
     return soql.parse_datetime(t)
 
 
-def field_default(f: Field) -> Any:
-    return f.default
-
-
-__all__ = ["Org", "Record", "Settings", "WriteContext", "field", "format_datetime"]
+__all__ = ["Org", "Record", "Settings", "WriteContext", "format_datetime"]

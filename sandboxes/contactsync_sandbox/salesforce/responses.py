@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterable
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,6 +22,7 @@ from contactsync_sandbox.salesforce import ids, seed
 from contactsync_sandbox.salesforce.bulk import BulkJobs
 from contactsync_sandbox.salesforce.exceptions import OAuthError, SalesforceError
 from contactsync_sandbox.salesforce.models import (
+    DuplicateRule,
     Org,
     Record,
     WriteContext,
@@ -36,7 +37,7 @@ from contactsync_sandbox.salesforce.outbound import (
     notification_values,
 )
 from contactsync_sandbox.salesforce.schema import OBJECTS, SObject, get_object
-from contactsync_sandbox.salesforce.soql import Column
+from contactsync_sandbox.salesforce.soql import Column, parse, parse_datetime
 
 API_VERSIONS = [f"{v}.0" for v in range(31, 63)]
 DEFAULT_VERSION = "59.0"
@@ -407,14 +408,6 @@ class SalesforceSandbox(SandboxApp):
                         else value
                     )
             out.append(row)
-        if simple or nested:
-            order = [
-                "attributes",
-                *[c.header.split(".")[0] if c.hops else c.field.name for c in columns],
-            ]
-            for row in out:
-                if list(row) != order:
-                    break
         return out
 
     # ---- OAuth -------------------------------------------------------------------------------
@@ -641,8 +634,8 @@ class SalesforceSandbox(SandboxApp):
         last_modified = format_datetime(rec["LastModifiedDate"])
         if request.headers.get("If-None-Match") == etag:
             return Response(b"", 304, headers={"ETag": etag})
-        since = request.headers.get("If-Modified-Since")
-        if since and rec["LastModifiedDate"] <= _http_date(since):
+        since = _http_date(request.headers.get("If-Modified-Since", ""))
+        if since is not None and rec["LastModifiedDate"] <= since:
             return Response(b"", 304, headers={"ETag": etag})
         fields = [f for f in request.args.get("fields", "").split(",") if f]
         unknown = [f for f in fields if table.sobject.field(f) is None]
@@ -658,10 +651,9 @@ class SalesforceSandbox(SandboxApp):
 
     def _preconditions(self, request: Request, rec: Record) -> None:
         match = request.headers.get("If-Match")
-        since = request.headers.get("If-Unmodified-Since")
-        if (match and match != _etag(rec)) or (
-            since and rec["LastModifiedDate"] > _http_date(since)
-        ):
+        since = _http_date(request.headers.get("If-Unmodified-Since", ""))
+        stale = since is not None and rec["LastModifiedDate"] > since
+        if (match and match != _etag(rec)) or stale:
             raise SalesforceError(
                 412,
                 "PRECONDITION_FAILED",
@@ -872,9 +864,7 @@ class SalesforceSandbox(SandboxApp):
         )
 
     def _where_condition(self, query: str) -> dict[str, Any]:
-        from contactsync_sandbox.salesforce import soql
-
-        parsed = soql.parse(query)
+        parsed = parse(query)
         if parsed.where is None:
             return {"conditions": [], "conjunction": "and"}
         return _condition_json(parsed.where)
@@ -1146,8 +1136,6 @@ class SalesforceSandbox(SandboxApp):
         return json_response({"id": view.id, "query": self.org.list_view_query(view)})
 
     def _admin_duplicate_rule(self, body: dict[str, Any]) -> Response:
-        from contactsync_sandbox.salesforce.models import DuplicateRule
-
         sobject = get_object(str(body.get("sobject", "Contact")))
         if sobject is None:
             raise ValueError("unknown sObject")
@@ -1240,18 +1228,16 @@ def _etag(rec: Record) -> str:
     return f'"{rec["Id"]}-{rec["SystemModstamp"]}"'
 
 
-def _http_date(text: str) -> int:
-    from email.utils import parsedate_to_datetime
-
+def _http_date(text: str) -> int | None:
+    """An HTTP date (or an ISO datetime) as epoch seconds; None if it is neither."""
     try:
         return int(parsedate_to_datetime(text).timestamp())
     except (TypeError, ValueError):
-        try:
-            from contactsync_sandbox.salesforce.soql import parse_datetime
-
-            return int(parse_datetime(text))
-        except ValueError:
-            return int(time.time())
+        pass
+    try:
+        return int(parse_datetime(text))
+    except ValueError:
+        return None
 
 
 __all__ = ["ProviderError", "SalesforceSandbox"]
