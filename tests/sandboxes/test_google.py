@@ -737,9 +737,13 @@ def test_batch_update_is_all_or_nothing_on_a_stale_etag(google: AuthorizedSessio
         BASE + "v1/people:batchUpdateContacts",
         json={"contacts": contacts, "updateMask": "names", "readMask": "names"},
     )
-    # Then the batch fails and the fresh one is untouched
+    # Then the batch fails, naming the stale contact only, and the fresh one is untouched
     assert response.status_code == 400
     assert error_of(response)["status"] == "FAILED_PRECONDITION"
+    [details] = error_of(response)["details"]
+    assert details["@type"].endswith("BatchUpdateContactsErrorDetails")
+    assert list(details["contactErrors"]) == [stale["resourceName"]]
+    assert details["contactErrors"][stale["resourceName"]]["code"] == 9
     after = google.get(
         BASE + "v1/" + fresh["resourceName"], params={"personFields": "names"}
     ).json()
@@ -786,6 +790,20 @@ def test_batch_limits(google: AuthorizedSession, transport: requests.Session) ->
         ).status_code
         == 200
     )
+
+
+def test_batch_create_names_the_invalid_contacts_by_index(google: AuthorizedSession) -> None:
+    contacts = [
+        {"contactPerson": a_person()},
+        {"contactPerson": {"names": [{"givenName": "A"}, {"givenName": "B"}]}},
+        {"contactPerson": {"nickname": "x"}},
+    ]
+    response = google.post(BASE + "v1/people:batchCreateContacts", json={"contacts": contacts})
+    assert response.status_code == 400
+    [details] = error_of(response)["details"]
+    assert details["@type"].endswith("BatchCreateContactsErrorDetails")
+    assert sorted(details["contactErrors"]) == ["1", "2"]
+    assert "connections" not in list_page(google).json()
 
 
 def test_batch_get_reports_missing_people_per_item(google: AuthorizedSession) -> None:

@@ -14,6 +14,7 @@ and client code; the others are plausible wording for cases no public source quo
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from contactsync_sandbox.core.app import ProviderError, Response, json_response
@@ -216,6 +217,42 @@ def quota_exceeded(
         },
     ]
     return error_response(429, message, "RESOURCE_EXHAUSTED", details)
+
+
+GRPC_CODES = {
+    "INVALID_ARGUMENT": 3,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+}
+
+
+def batch_failure(method: str, errors: dict[str, ProviderError]) -> ProviderError:
+    """A batch that fails whole, naming each contact that made it fail: ``details`` carries a
+    ``Batch{Create,Update}ContactsErrorDetails`` whose ``contactErrors`` maps the contact's index
+    (create) or resource name (update) to a ``google.rpc.Status``."""
+    statuses: dict[str, dict[str, Any]] = {}
+    for key, error in errors.items():
+        body = json.loads(error.response.get_data(as_text=True))["error"]
+        status: dict[str, Any] = {
+            "code": GRPC_CODES.get(body["status"], 2),
+            "message": body["message"],
+        }
+        if body.get("details"):
+            status["details"] = body["details"]
+        statuses[key] = status
+    first = json.loads(next(iter(errors.values())).response.get_data(as_text=True))["error"]
+    code = 404 if first["status"] == "NOT_FOUND" else 400
+    details = [
+        {
+            "@type": f"type.googleapis.com/google.apps.people.v1.{method}ErrorDetails",
+            "contactErrors": statuses,
+        }
+    ]
+    return api_error(code, first["message"], first["status"], details)
 
 
 def html_not_found(path: str) -> Response:

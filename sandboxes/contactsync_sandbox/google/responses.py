@@ -96,6 +96,7 @@ SORT_ORDER_TYPE = "type.googleapis.com/google.apps.people.v1.ListConnectionsRequ
 READ_SOURCE_TYPE = "type.googleapis.com/google.apps.people.v1.ReadSourceType"
 GROUP_DOCS = "https://developers.google.com/people/api/rest/v1/contactGroups/get"
 UPDATE_DOCS = "https://developers.google.com/people/api/rest/v1/people/updateContact"
+CONTACT_TO_CREATE = "type.googleapis.com/google.apps.people.v1.ContactToCreate"
 MAX_BATCH_GET = 200
 MAX_BATCH_WRITE = 200
 MAX_BATCH_DELETE = 500
@@ -625,16 +626,19 @@ class GoogleApp(SandboxApp):
             )
         read_mask = _read_mask(body.get("readMask"), "readMask")
         planned = []
+        errors: dict[str, ProviderError] = {}
         for i, item in enumerate(contacts):
             where = f"contacts[{i}]"
-            if not isinstance(item, dict):
-                raise err.invalid_value(
-                    where, "type.googleapis.com/google.apps.people.v1.ContactToCreate", item
-                )
-            _check_keys(item, ("contactPerson",))
-            planned.append(
-                self._new_contact(book, item.get("contactPerson", {}), f"{where}.contact_person")
-            )
+            try:
+                if not isinstance(item, dict):
+                    raise err.invalid_value(where, CONTACT_TO_CREATE, item)
+                _check_keys(item, ("contactPerson",))
+                person = item.get("contactPerson", {})
+                planned.append(self._new_contact(book, person, f"{where}.contact_person"))
+            except ProviderError as exc:
+                errors[str(i)] = exc
+        if errors:  # the batch fails whole, naming the contacts that made it fail
+            raise err.batch_failure("BatchCreateContacts", errors)
         book.ensure_capacity(len(planned))
         created = [book.create(fields, groups) for fields, groups in planned]
         if not read_mask:
@@ -668,10 +672,17 @@ class GoogleApp(SandboxApp):
         update_mask = parse_mask(body.get("updateMask"), UPDATE_FIELDS, "updateMask", UPDATE_DOCS)
         read_mask = _read_mask(body.get("readMask"), "readMask")
         # All or nothing: every contact is checked before any is written.
-        planned = [
-            self._updated_contact(book, name, person, update_mask, f"contacts[{name}]")
-            for name, person in contacts.items()
-        ]
+        planned = []
+        errors: dict[str, ProviderError] = {}
+        for name, person in contacts.items():
+            try:
+                planned.append(
+                    self._updated_contact(book, name, person, update_mask, f"contacts[{name}]")
+                )
+            except ProviderError as exc:
+                errors[name] = exc
+        if errors:
+            raise err.batch_failure("BatchUpdateContacts", errors)
         for contact, fields, groups in planned:
             book.update(contact, fields, update_mask, groups)
         if not read_mask:
