@@ -69,8 +69,15 @@ class SyncService:
 
     # ---- one round -----------------------------------------------------------------------------
 
-    def run_once(self, *, dry_run: bool = False, progress: Progress | None = None) -> RunReport:
-        """Pulls every runnable spoke, then pushes every pending change to every spoke."""
+    def run_once(
+        self,
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        accounts: set[str] | None = None,
+    ) -> RunReport:
+        """Pulls every runnable spoke (or only ``accounts``: a webhook's or a schedule's
+        target), then pushes every pending change to every spoke."""
         run_id = f"run-{uuid.uuid4().hex[:12]}"
         report = RunReport(run_id=run_id, dry_run=dry_run)
         store: Store = DryRunStore(self.store) if dry_run else self.store
@@ -79,7 +86,7 @@ class SyncService:
         region = self.region()
         errors: dict[str, str] = {}
         for spoke in spokes:
-            if not spoke.runnable:
+            if not spoke.runnable or (accounts is not None and spoke.account.id not in accounts):
                 continue
             spoke_report = report.spoke(spoke.account.id, spoke.account.provider.value)
             ctx = IngestContext(
