@@ -133,7 +133,8 @@ class SyncService:
         if progress:
             progress("push", "*", sum(s.writes for s in report.spokes.values()))
         if not dry_run:
-            self._update_statuses(spokes, report, errors, push_ctx.record_errors)
+            pulled = [s for s in spokes if accounts is None or s.account.id in accounts]
+            self._update_statuses(pulled, report, errors, push_ctx.record_errors)
         return report
 
     # ---- status --------------------------------------------------------------------------------
