@@ -973,6 +973,49 @@ def test_sync_token_expiry_can_count_from_each_token(
     assert reasons(expired) == ["EXPIRED_SYNC_TOKEN"]
 
 
+class CountingDict(dict[int, Any]):
+    """A contact index that counts lookups, to prove a request's cost."""
+
+    lookups = 0
+
+    def __getitem__(self, key: int) -> Any:
+        CountingDict.lookups += 1
+        return super().__getitem__(key)
+
+    def get(self, key: int, default: Any = None) -> Any:
+        CountingDict.lookups += 1
+        return super().get(key, default)
+
+
+def test_sync_and_later_pages_cost_what_they_return(
+    app: App, transport: requests.Session, google: AuthorizedSession
+) -> None:
+    # Given 600 contacts, a sync token, then 3 changes
+    seed(transport, 600)
+    first = list_page(google, pageSize=10, requestSyncToken="true").json()
+    _, token, _ = full_sync(google, page_size=1000)
+    assert token
+    book = app.backend.book("rep@example.com")
+    people = list_page(google, pageSize=3).json()["connections"]
+    for person in people:
+        update(google, person, "names", {"etag": person["etag"], "names": [{"givenName": "N"}]})
+    advance(transport, 10)
+    book.contacts = CountingDict(book.contacts)
+    # When the changes are synced, and a later page of a listing is read
+    CountingDict.lookups = 0
+    changes, _ = incremental(google, token)
+    sync_lookups = CountingDict.lookups
+    CountingDict.lookups = 0
+    page = list_page(google, pageSize=10, requestSyncToken="true", pageToken=first["nextPageToken"])
+    page_lookups = CountingDict.lookups
+    # Then each looked at what it returned, not at all 600: the sync walks the 3 changes and the
+    # one that ends the walk, then renders the 3
+    assert len(changes) == 3
+    assert sync_lookups == 3 + 1 + 3
+    assert len(page.json()["connections"]) == 10
+    assert page_lookups == 10
+
+
 def test_every_sync_token_reads_back(app: App) -> None:
     # Tokens are sealed with a binary MAC: none may fail to read back, whatever its bytes
     codec = app.backend.codec
@@ -1011,6 +1054,18 @@ def new_group(google: AuthorizedSession, name: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     group: dict[str, Any] = response.json()
     return group
+
+
+def test_groups_are_paged_30_at_a_time(google: AuthorizedSession) -> None:
+    for i in range(30):
+        new_group(google, f"Label {i:02d}")
+    first = google.get(BASE + "v1/contactGroups").json()
+    second = google.get(BASE + "v1/contactGroups", params={"pageToken": first["nextPageToken"]})
+    assert len(first["contactGroups"]) == 30
+    assert "nextSyncToken" not in first
+    assert len(second.json()["contactGroups"]) == 8  # 38 groups: 8 system + 30 labels
+    assert first["totalItems"] == 38
+    assert "nextSyncToken" in second.json()
 
 
 def test_group_names_are_unique(google: AuthorizedSession) -> None:
@@ -1364,6 +1419,7 @@ def test_state_round_trips_through_json(
     json.loads((tmp_path / "google.json").read_text(encoding="utf-8"))
     other = registry.create("google", seed=11)
     other.restore(tmp_path / "google.json")
+    assert other.clock.now() >= app.clock.now()  # the restored clock caught up with the data
     other_transport = mount_sandbox(requests.Session(), BASE, other)
     assert isinstance(other, App)
     session = authorized(other, other_transport)

@@ -790,6 +790,7 @@ class GoogleBackend:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "now": self.clock.now().isoformat(),
             "epoch": self.epoch,
             "settings": self.settings.to_json(),
             "quotas": self.quota.to_json(),
@@ -798,6 +799,10 @@ class GoogleBackend:
         }
 
     def load(self, data: dict[str, Any]) -> None:
+        if "now" in data:  # never let restored data lie in this clock's future
+            behind = (datetime.fromisoformat(data["now"]) - self.clock.now()).total_seconds()
+            if behind > 0:
+                self.clock.advance(behind)
         self.reset()
         self.epoch = int(data.get("epoch", self.epoch))
         for book in self.books.values():
