@@ -24,6 +24,7 @@ COUNTRIES = {
     "ES": "Spain",
 }
 SHARED_STAMP = 20  # records written in the same second, as a data load does
+CACHE_UP_TO = 10_000
 
 
 def _blank(name: str) -> Record:
@@ -86,11 +87,22 @@ def _typed(person: Person, i: int) -> Typed:
 
 
 @functools.lru_cache(maxsize=4)
-def _typed_people(count: int, seed: int, overlap: float, start: int) -> tuple[Typed, ...]:
-    """Generating and formatting people is the slow part of seeding (phonenumbers): the same
-    batch is kept, so a test suite that seeds the same volume many times pays once."""
+def _typed_people_cached(count: int, seed: int, overlap: float, start: int) -> tuple[Typed, ...]:
+    return _typed_people_uncached(count, seed, overlap, start)
+
+
+def _typed_people_uncached(count: int, seed: int, overlap: float, start: int) -> tuple[Typed, ...]:
     people = people_for("salesforce", count, seed, overlap, start)
     return tuple(_typed(person, start + n) for n, person in enumerate(people))
+
+
+def _typed_people(count: int, seed: int, overlap: float, start: int) -> tuple[Typed, ...]:
+    """Generating and formatting people is the slow part of seeding (phonenumbers). Small
+    batches are kept, so a test suite that seeds the same volume many times pays once; large
+    ones are not, as half a million objects kept alive would slow every garbage collection."""
+    if count <= CACHE_UP_TO:
+        return _typed_people_cached(count, seed, overlap, start)
+    return _typed_people_uncached(count, seed, overlap, start)
 
 
 def _contact(typed: Typed, account_id: str, owner: str, stamps: tuple[int, int]) -> Record:
