@@ -159,21 +159,27 @@ def test_unknown_client_and_wrong_scope_are_refused(app: App, session: requests.
 
 
 def test_access_tokens_expire_on_the_virtual_clock(app: App, session: requests.Session) -> None:
-    # Given a valid app token
-    api = graph(app, session)
+    # Given a valid app token, cached by msal
+    client = msal_app(app, session)
+    api = Graph(session, client.acquire_token_for_client(scopes=GRAPH_SCOPE)["access_token"])
     assert api.get(CONTACTS).status_code == 200
     # When the clock passes its expiry (plus the 5 minutes of clock skew Graph tolerates)
     app.clock.advance(TOKEN_TTL + CLOCK_SKEW - 1)
     assert api.get(CONTACTS).status_code == 200
     app.clock.advance(2)
     expired = api.get(CONTACTS)
-    # Then Graph refuses it, and a new token (a fresh msal cache: msal's clock is the wall's)
-    # works again
+    # Then Graph refuses it
     assert expired.status_code == 401
     assert _error(expired)["code"] == "InvalidAuthenticationToken"
     assert _error(expired)["message"] == "Lifetime validation failed, the token is expired."
     assert "WWW-Authenticate" in expired.headers
-    assert graph(app, session).get(CONTACTS).status_code == 200
+    # And msal, whose cache runs on the wall clock, still hands out the old token until the
+    # client drops it; then it fetches a new one that works
+    assert client.acquire_token_for_client(scopes=GRAPH_SCOPE)["token_source"] == "cache"
+    client.remove_tokens_for_client()
+    fresh = client.acquire_token_for_client(scopes=GRAPH_SCOPE)
+    assert fresh["token_source"] == "identity_provider"
+    assert Graph(session, fresh["access_token"]).get(CONTACTS).status_code == 200
 
 
 def test_missing_and_forged_tokens_are_401(api: Graph, session: requests.Session) -> None:
@@ -806,6 +812,18 @@ def test_client_config_is_the_sandbox_json_entry(app: App, session: requests.Ses
     assert config["admin"] == f"{BASE}_sandbox/"
     assert config["users"][0]["userPrincipalName"] == REP
     assert new_app(seed=8).client_config()["client_id"] != config["client_id"]
+
+
+@pytest.mark.slow
+def test_a_100000_contact_mailbox_syncs_in_200_item_pages(app: App, api: Graph) -> None:
+    # Given a mailbox seeded with 100,000 generated contacts
+    app.configure_quotas({"enabled": False, "delta_empty_page_rate": 0.0, "delta_repeat_rate": 0.0})
+    seeded = _seed(app, 100_000)
+    # When a full delta sync runs with the largest pages
+    items, _, pages = api.delta_round(DEFAULT_DELTA, page_size=200)
+    # Then every contact arrives once, in 500 pages
+    assert pages == 500
+    assert sorted(i["id"] for i in items) == sorted(seeded)
 
 
 # ---- over real HTTPS -------------------------------------------------------------------------
