@@ -164,6 +164,9 @@ class SyncSettings(Entity):
     mass_delete_threshold: float = Field(default=0.2, gt=0.0, le=1.0)
     # Set by a person resuming a sync the breaker paused: the next run applies the deletes.
     mass_delete_confirmed: bool = False
+    # The scope changed: the next run reads everything again; records no longer in scope are
+    # unlinked (not deleted, not restored) and new ones synced.
+    rescope_pending: bool = False
     status: SyncStatus = Field(default_factory=SyncStatus)
     created_at: AwareDatetime = Field(default_factory=utcnow)
 

@@ -91,6 +91,14 @@ def _ingest(ctx: IngestContext, record: RemoteRecord, link_id: str) -> None:
 
     writes: list[Write] = []
     is_new = False
+    if contact is None and not view.pull_fields:
+        # A spoke the hub only feeds: its records never create hub contacts; ours come back
+        # stamped and are linked, the rest are left alone.
+        stamped = _follow(store, ctx.org_id, record.hub_id) if record.hub_id else None
+        if stamped is None:
+            ctx.report.excluded += 1
+            return
+        contact = stamped
     if contact is None:
         contact, is_new, others = _resolve(ctx, record)
     else:

@@ -41,6 +41,7 @@ def pull_stream(
     now: Callable[[], datetime],
     *,
     confirmed_mass_delete: bool = False,
+    rescoping: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> None:
     store, view = ctx.store, ctx.view
@@ -56,7 +57,7 @@ def pull_stream(
             )
             store.delete(Cursor, ctx.org_id, name)
             _read(ctx, stream, None, lease, now, progress)
-        _finish_deletes(ctx, stream, confirmed_mass_delete)
+        _finish_deletes(ctx, stream, confirmed_mass_delete, rescoping)
     finally:
         store.release_lease(ctx.org_id, lease)
 
@@ -116,10 +117,19 @@ def _read(
                 ctx.deletions.append(link_id)
 
 
-def _finish_deletes(ctx: IngestContext, stream: str, confirmed: bool) -> None:
+def _finish_deletes(
+    ctx: IngestContext, stream: str, confirmed: bool, rescoping: bool = False
+) -> None:
     if not ctx.deletions:
         return
     deletions = sorted(set(ctx.deletions))
+    if rescoping:
+        # Left the scope, not deleted: drop the links, keep the records on both sides.
+        for link_id in deletions:
+            ctx.store.delete(Link, ctx.org_id, link_id)
+            ctx.report.unlinked += 1
+        ctx.deletions.clear()
+        return
     linked = len(
         ctx.store.lookup_ids(Link, ctx.org_id, "stream", stream_key(ctx.view.account_id, stream))
     )

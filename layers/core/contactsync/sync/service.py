@@ -110,6 +110,7 @@ class SyncService:
                         self.worker,
                         self.now,
                         confirmed_mass_delete=spoke.settings.mass_delete_confirmed,
+                        rescoping=spoke.settings.rescope_pending,
                         progress=on_page,
                     )
             except MassDeleteDetected as exc:
@@ -189,6 +190,8 @@ class SyncService:
                 changes: dict[str, Any] = {"status": updated}
                 if settings.mass_delete_confirmed and not spoke_report.breaker_tripped:
                     changes["mass_delete_confirmed"] = False
+                if settings.rescope_pending and error is None:
+                    changes["rescope_pending"] = False
                 if spoke_report.breaker_tripped:
                     changes["status"] = updated.model_copy(update={"state": SyncState.ERROR})
                 try:
