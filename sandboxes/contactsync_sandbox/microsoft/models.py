@@ -345,18 +345,16 @@ class Mailbox:
 
     def rename_folder(self, folder: ContactFolder, display_name: str) -> None:
         if folder.well_known is not None:
-            raise err.GraphError(
-                403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
-            )
+            raise err.access_denied()
         self._check_folder_name(folder.parent_id, display_name, folder.id)
         folder.display_name = display_name
 
-    def delete_folder(self, folder: ContactFolder, now: datetime) -> list[Change]:
+    def delete_folder(self, folder: ContactFolder) -> list[Change]:
         if folder.well_known is not None:
             raise err.distinguished_folder()
         changes: list[Change] = []
         for child in self.child_folders(folder.id):
-            changes.extend(self.delete_folder(child, now))
+            changes.extend(self.delete_folder(child))
         for contact_id in list(folder.members):
             changes.append(self.delete_contact(contact_id, None))
         del self.folders[folder.id]

@@ -427,6 +427,12 @@ class App(SandboxApp):
     def _context(self, suffix: str) -> str:
         return f"{self.base_url}v1.0/$metadata#{suffix}"
 
+    def _next_link(self, call: Call, top: int, skip: int) -> str:
+        """The same query with ``$skip`` moved on, as Outlook pages lists."""
+        params = {k: v for k, v in call.request.args.items() if k not in ("$top", "$skip")}
+        params.update({"$top": str(top), "$skip": str(skip)})
+        return f"{self.base_url.rstrip('/')}{call.request.path}?{urlencode(params)}"
+
     def _notify(self, mailbox: Mailbox, changes: list[Change]) -> None:
         for change in changes:
             self.subscriptions.notify(mailbox.user.id, change)
@@ -510,12 +516,7 @@ class App(SandboxApp):
             body["@odata.count"] = len(ids)
         body["value"] = [call.box.contacts[c].render(select) for c in page]
         if skip + top < len(ids):
-            params = {k: v for k, v in call.request.args.items() if k != "$skip"}
-            params["$top"] = str(top)
-            params["$skip"] = str(skip + top)
-            body["@odata.nextLink"] = (
-                f"{self.base_url.rstrip('/')}{call.request.path}?{urlencode(params)}"
-            )
+            body["@odata.nextLink"] = self._next_link(call, top, skip + top)
         return self._json(call, body)
 
     @graph_op(mailbox=True, outlook=True)
@@ -576,7 +577,7 @@ class App(SandboxApp):
             contact = call.box.contacts.get(cid)
             if contact is not None and contact.folder_id == folder.id:
                 value.append({"@odata.type": "#microsoft.graph.contact", **contact.render(select)})
-            else:
+            else:  # deleted, or moved out of the folder
                 value.append(
                     {
                         "@odata.type": "#microsoft.graph.contact",
@@ -585,19 +586,11 @@ class App(SandboxApp):
                     }
                 )
         path = f"{self.base_url.rstrip('/')}{call.request.path}"
-        link = (
-            ("@odata.deltaLink", f"{path}?$deltatoken={page.token}")
-            if page.final
-            else (
-                "@odata.nextLink",
-                f"{path}?$skiptoken={page.token}",
-            )
-        )
-        body = {
-            "@odata.context": self._context("Collection(contact)"),
-            link[0]: link[1],
-            "value": value,
-        }
+        if page.final:
+            link = {"@odata.deltaLink": f"{path}?$deltatoken={page.token}"}
+        else:
+            link = {"@odata.nextLink": f"{path}?$skiptoken={page.token}"}
+        body = {"@odata.context": self._context("Collection(contact)"), **link, "value": value}
         applied = (
             f"odata.track-changes, odata.maxpagesize={size}" if prefer else "odata.track-changes"
         )
@@ -607,12 +600,7 @@ class App(SandboxApp):
 
     @graph_op(mailbox=True, outlook=True)
     def folder_list(self, call: Call) -> Response:
-        parent = (
-            call.box.folder(call.args["fid"])
-            if "fid" in call.args
-            else call.box.folders[call.box.default_folder_id]
-        )
-        folders = call.box.child_folders(parent.id)
+        folders = call.box.child_folders(self._folder(call).id)
         raw_filter = call.query("$filter")
         if raw_filter:
             match = re.fullmatch(
@@ -633,11 +621,7 @@ class App(SandboxApp):
             "value": [_pick(f.to_graph(), select) for f in page],
         }
         if skip + top < len(folders):
-            params = {k: v for k, v in call.request.args.items() if k != "$skip"}
-            params["$skip"] = str(skip + top)
-            body["@odata.nextLink"] = (
-                f"{self.base_url.rstrip('/')}{call.request.path}?{urlencode(params)}"
-            )
+            body["@odata.nextLink"] = self._next_link(call, top, skip + top)
         return self._json(call, body)
 
     @graph_op(mailbox=True, outlook=True)
@@ -649,11 +633,7 @@ class App(SandboxApp):
 
     @graph_op(mailbox=True, outlook=True)
     def folder_create(self, call: Call) -> Response:
-        parent = (
-            call.box.folder(call.args["fid"])
-            if "fid" in call.args
-            else call.box.folders[call.box.default_folder_id]
-        )
+        parent = self._folder(call)
         body = self._body(call)
         _check_folder_body(body, creating=True)
         name = body.get("displayName")
@@ -678,7 +658,7 @@ class App(SandboxApp):
     @graph_op(mailbox=True, outlook=True)
     def folder_delete(self, call: Call) -> Response:
         folder = call.box.folder(call.args["fid"])
-        self._notify(call.box, call.box.delete_folder(folder, self.clock.now()))
+        self._notify(call.box, call.box.delete_folder(folder))
         return self._empty(call)
 
     # ---- master categories -------------------------------------------------------------------
