@@ -28,7 +28,7 @@ FIELDS = (
     " AccountId, Account.Name, OwnerId, MailingStreet, MailingCity, MailingPostalCode,"
     " MailingCountry, IsDeleted, CreatedDate, LastModifiedDate, SystemModstamp"
 )
-SELECT = "SELECT " + FIELDS + " FROM Contact"  # noqa: S608 (constants only)
+SELECT = "SELECT " + FIELDS + " FROM Contact"
 
 
 def _say(line: str) -> None:
