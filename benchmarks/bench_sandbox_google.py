@@ -1,10 +1,10 @@
 """How fast the Google People sandbox serves its largest page (1,000 people) to the real client.
 
 Seeds a user's address book in-process (25,000 contacts: Google's per-user cap), then times
-google-auth's AuthorizedSession paging through a full sync twice (the first pass renders every
-contact, the second serves them from the per-contact JSON cache), and an incremental sync after
-100 changes. "request" is the client's call up to the response (sandbox + in-process transport);
-"decode" is the client's own ``response.json()`` of the ~2 MB page.
+google-auth's AuthorizedSession paging through a full sync twice (the sandbox renders a contact's
+JSON when it is written, so the first read should cost what the second does), and an incremental
+sync after a 100-contact batch update. "request" is the client's call up to the response (sandbox
+and in-process transport); "decode" is the client's own ``response.json()`` of the ~2 MB page.
 
     .venv/bin/python -m benchmarks sandbox_google [--contacts N] [--page-size N] [--fields F]
 """
@@ -120,7 +120,7 @@ def main(argv: list[str]) -> None:
 
     _out(f"contacts seeded: {args.contacts} in {seeded:.1f} s; page size {args.page_size}")
     _out(f"personFields: {args.fields}")
-    _out(_summary("full sync, first pass", cold_req, cold_dec))
-    _out(_summary("full sync, cached pass", warm_req, warm_dec))
+    _out(_summary("full sync, first read", cold_req, cold_dec))
+    _out(_summary("full sync, second read", warm_req, warm_dec))
     _out(_summary("incremental, 100 changes", sync_req, sync_dec))
     _out(f"reproduce: {COMMAND}")

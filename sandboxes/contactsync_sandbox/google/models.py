@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -288,10 +289,17 @@ class AddressBook:
     """One user's contacts and contact groups."""
 
     def __init__(
-        self, user: UserAccount, clock: VirtualClock, settings: Settings, secret: bytes, epoch: int
+        self,
+        user: UserAccount,
+        clock: VirtualClock,
+        settings: Settings,
+        secret: bytes,
+        epoch: int,
+        on_write: Callable[[Contact], None] | None = None,
     ) -> None:
         self.user = user
         self.epoch = epoch
+        self.on_write = on_write  # told of every written contact (the renderer primes its JSON)
         self.clock = clock
         self.settings = settings
         self._secret = secret
@@ -346,6 +354,8 @@ class AddressBook:
         self._etags(contact)
         self.contacts.pop(contact.number, None)
         self.contacts[contact.number] = contact
+        if self.on_write is not None:
+            self.on_write(contact)
 
     def _touch_group(self, group: ContactGroup) -> None:
         self.group_seq += 1
@@ -692,8 +702,11 @@ class GoogleBackend:
     """Everything the Google sandbox knows: the OAuth client, the users and their address books,
     issued access tokens, quotas and settings."""
 
-    def __init__(self, clock: VirtualClock, seed: int) -> None:
+    def __init__(
+        self, clock: VirtualClock, seed: int, on_write: Callable[[Contact], None] | None = None
+    ) -> None:
         self.clock = clock
+        self.on_write = on_write
         self.seed = seed
         self.secret = _digest("google-sandbox", seed)
         self.client, self.users = make_credentials(seed)
@@ -718,7 +731,9 @@ class GoogleBackend:
         self.tokens.ttl_seconds = self.settings.access_token_ttl_seconds
         self.revoked.clear()
         self.books = {
-            u.email: AddressBook(u, self.clock, self.settings, self.secret, self.epoch)
+            u.email: AddressBook(
+                u, self.clock, self.settings, self.secret, self.epoch, self.on_write
+            )
             for u in self.users
         }
 

@@ -1,8 +1,8 @@
 """Rendering People API resources as the API returns them: only the requested fields, each item
 with its ``metadata`` (primary flags and source), the person's ``etag`` and ``resourceName``.
 
-A contact's JSON is cached on the contact (per field mask) until its next write, so a page of
-people the client has seen before is assembled by joining strings.
+Each field of a contact is rendered to JSON when the contact is written (``prime``) and kept on
+the contact until its next write, so a page of 1,000 people is assembled by joining bytes.
 """
 
 from __future__ import annotations
@@ -72,35 +72,51 @@ def _field(contact: Contact, name: str, source: dict[str, str]) -> Any:
     return None  # output-only fields a contact does not have (ageRanges, coverPhotos, skills)
 
 
-def person(contact: Contact, mask: tuple[str, ...], *, capped: bool = False) -> dict[str, Any]:
-    """The contact as a Person with the fields of ``mask``; list responses (``capped``) cut
-    emails and phones to the first 100."""
-    out: dict[str, Any] = {"resourceName": contact.resource_name, "etag": contact.etag}
-    source = {"type": "CONTACT", "id": contact.source_id}
+def person(contact: Contact, mask: tuple[str, ...]) -> dict[str, Any]:
+    """The contact as a Person with the fields of ``mask`` (people.get, writes, batches)."""
+    result: dict[str, Any] = json.loads(person_json(contact, mask))
+    return result
+
+
+def _fragment(contact: Contact, name: str) -> bytes:
+    value = _field(contact, name, {"type": "CONTACT", "id": contact.source_id})
+    return b"" if value is None else f'"{name}":{_encode(value)}'.encode()
+
+
+def prime(contact: Contact) -> None:
+    """Renders a contact's fields as JSON when it is written (the models call this after every
+    write), so that listings only join bytes: serving a page costs the same whether or not a
+    client has read these people before. Fields nobody stored are rendered on first request.
+
+    The cache is a dict of str to bytes, which the garbage collector does not track."""
+    if contact.deleted:
+        return
+    cache = contact.cache
+    cache["#head"] = f'{{"resourceName":"{contact.resource_name}","etag":"{contact.etag}"'.encode()
+    for name in (*contact.fields, "metadata", "memberships"):
+        cache[name] = _fragment(contact, name)
+
+
+def person_json(contact: Contact, mask: tuple[str, ...], *, capped: bool = False) -> bytes:
+    """``person`` as UTF-8 JSON, assembled from the contact's rendered fields."""
+    cache = contact.cache
+    head = cache.get("#head")
+    if head is None:
+        prime(contact)
+        head = cache["#head"]
+    parts = [head]
     for name in mask:
-        value = _field(contact, name, source)
-        if value is not None:
-            cap = LIST_CAP.get(name) if capped else None
-            out[name] = value[:cap] if cap is not None and len(value) > cap else value
-    return out
-
-
-def cache_key(mask: tuple[str, ...], *, capped: bool) -> str:
-    return ",".join(mask) + ("|capped" if capped else "")
-
-
-def person_json(
-    contact: Contact, mask: tuple[str, ...], *, capped: bool = False, key: str | None = None
-) -> bytes:
-    """``person`` as UTF-8 JSON, cached on the contact (per mask) until its next write.
-
-    The cache is a dict of str to bytes, which the garbage collector does not track: 25,000
-    cached contacts add nothing to the full collections' work."""
-    key = key or cache_key(mask, capped=capped)
-    data: bytes | None = contact.cache.get(key)
-    if data is None:
-        data = contact.cache[key] = _encode(person(contact, mask, capped=capped)).encode()
-    return data
+        fragment = cache.get(name)
+        if fragment is None:
+            fragment = cache[name] = _fragment(contact, name)
+        if not fragment:
+            continue
+        cap = LIST_CAP.get(name) if capped else None
+        if cap is not None and len(contact.fields.get(name, ())) > cap:
+            source = {"type": "CONTACT", "id": contact.source_id}
+            fragment = f'"{name}":{_encode(_field(contact, name, source)[:cap])}'.encode()
+        parts.append(fragment)
+    return b",".join(parts) + b"}"
 
 
 def tombstone(contact: Contact) -> dict[str, Any]:

@@ -214,7 +214,7 @@ class GoogleApp(SandboxApp):
 
     def __init__(self, clock: VirtualClock | None = None, *, seed: int = 0) -> None:
         clock = clock or VirtualClock()
-        self.backend = GoogleBackend(clock, seed)
+        self.backend = GoogleBackend(clock, seed, on_write=render.prime)
         super().__init__(clock, seed=seed)
         self.base_url = "https://google.sandbox.test/"  # in-process convention until served
 
@@ -431,7 +431,6 @@ class GoogleApp(SandboxApp):
     ) -> Response:
         end = offset + size
         people: list[bytes] = []
-        key = render.cache_key(mask, capped=True)
         for number in cursor.numbers[offset:end]:
             contact = book.contacts.get(number)
             if contact is None:
@@ -440,7 +439,7 @@ class GoogleApp(SandboxApp):
                 if cursor.incremental:
                     people.append(json.dumps(render.tombstone(contact)).encode())
                 continue
-            people.append(render.person_json(contact, mask, capped=True, key=key))
+            people.append(render.person_json(contact, mask, capped=True))
         body: dict[str, Any] = {}
         if end < len(cursor.numbers):
             book.keep_cursor(cursor)
