@@ -1,0 +1,310 @@
+"""End to end: the real SyncService with a SQLite hub and the Aircall connector on the Aircall
+sandbox (in-process, virtual clock). Initial sync, edits both ways, idle rounds that write
+nothing, and deletes found by the periodic reconciliation under both auto-removal settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contactsync.connectors.aircall import STREAM
+from contactsync.domain import (
+    AutoRemoval,
+    ConnectedAccount,
+    EmailAddress,
+    FieldProvenance,
+    HubContact,
+    Link,
+    Organisation,
+    PhoneNumber,
+    Provider,
+    SyncSettings,
+    User,
+)
+from contactsync.domain.link import stream_key
+from contactsync.domain.outbox import OutboxEntry
+from contactsync.store.base import Write
+from contactsync.store.sqlite import SQLiteStore
+from contactsync.sync.report import RunReport
+from contactsync.sync.service import SyncService
+from tests.connectors.test_aircall import Env, contact_json, e164, make_env, phone
+
+ORG = "org-a"
+ACCOUNT = "acc-ac"
+
+
+@dataclass
+class World:
+    env: Env
+    store: SQLiteStore
+    service: SyncService
+
+    def run(self) -> RunReport:
+        report = self.service.run_once()
+        spoke = report.spokes[ACCOUNT]
+        assert not spoke.errors, spoke.errors
+        return report
+
+    def contacts(self) -> list[HubContact]:
+        return list(self.store.scan(HubContact, ORG))
+
+    def link_of(self, contact_id: str) -> Link:
+        [link] = self.store.lookup(Link, ORG, "contact", contact_id)
+        return link
+
+    def contact_for(self, remote_id: str) -> HubContact:
+        link = self.store.get(Link, ORG, Link.key(ACCOUNT, STREAM, remote_id))
+        return self.store.get(HubContact, ORG, link.contact_id)
+
+    def hub_write(self, contact: HubContact, **changes: object) -> HubContact:
+        """What the management API does for a user's edit: the contact with provenance, and
+        an outbox entry, in one transaction."""
+        now = self.env.clock.now()
+        provenance = dict(contact.provenance)
+        for name in changes:
+            provenance[name] = FieldProvenance(  # type: ignore[index]
+                source="user:u-1", source_ts=now, hub_version=contact.version + 1
+            )
+        updated = contact.model_copy(
+            update={**changes, "provenance": provenance, "updated_at": now}
+        )
+        validated = HubContact.model_validate(updated.model_dump())
+        self.store.transact(
+            [
+                Write(validated, expected_version=contact.version),
+                Write(OutboxEntry.entry(ORG, contact.id, contact.version + 1, "user:u-1", now)),
+            ]
+        )
+        return self.store.get(HubContact, ORG, contact.id)
+
+    def hub_create(self, contact_id: str, given: str, family: str, number: str) -> HubContact:
+        now = self.env.clock.now()
+        contact = HubContact(
+            org_id=ORG,
+            id=contact_id,
+            given_name=given,
+            family_name=family,
+            phones=[PhoneNumber.parse(number, "US", "mobile")],
+            emails=[EmailAddress(address=f"{given.lower()}@dundermifflin.com", label="work")],
+            provenance={
+                name: FieldProvenance(source="user:u-1", source_ts=now, hub_version=1)
+                for name in ("given_name", "family_name", "phones", "emails")
+            },
+            created_at=now,
+            updated_at=now,
+        )
+        self.store.transact(
+            [
+                Write(contact, expected_version=0),
+                Write(OutboxEntry.entry(ORG, contact_id, 1, "user:u-1", now)),
+            ]
+        )
+        return self.store.get(HubContact, ORG, contact_id)
+
+    def set_auto_removal(self, from_provider: bool) -> None:
+        settings = self.store.get(SyncSettings, ORG, "sync-ac")
+        self.store.update(
+            settings.model_copy(update={"auto_removal": AutoRemoval(from_provider=from_provider)})
+        )
+
+
+def _idle(world: World) -> None:
+    report = world.run()
+    assert report.remote_writes == 0, report.to_json()
+    assert report.hub_writes == 0, report.to_json()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    env = make_env()
+    store = SQLiteStore(tmp_path / "hub.db")
+    now = env.clock.now()
+    store.create(Organisation(org_id=ORG, id=ORG, name="Dunder Mifflin", created_at=now))
+    store.create(User(org_id=ORG, id="u-1", email=EmailAddress(address="admin@dundermifflin.com")))
+    store.create(
+        ConnectedAccount(
+            org_id=ORG,
+            id=ACCOUNT,
+            provider=Provider.AIRCALL,
+            owner_user_id="u-1",
+            address="dundermifflin@aircall.example",
+            config={"api_base": env.api},
+            secret_ref="local:aircall",
+        )
+    )
+    store.create(SyncSettings(org_id=ORG, id="sync-ac", account_id=ACCOUNT))
+    service = SyncService(store, ORG, connectors=lambda _: env.connector, now=env.clock.now)
+    yield World(env, store, service)
+    store.close()
+
+
+def test_initial_sync_then_an_idle_round(world: World) -> None:
+    # Given five contacts in Aircall
+    ids = world.env.seed([contact_json() for _ in range(5)])
+    # When the first round runs
+    report = world.run()
+    # Then each became an organisation contact in the hub, linked, and nothing was pushed back
+    spoke = report.spokes[ACCOUNT]
+    assert spoke.full_scan
+    assert spoke.hub_created == 5
+    assert report.remote_writes == 0
+    assert len(world.contacts()) == 5
+    contact = world.contact_for(ids[0])
+    stored = world.env.contact(ids[0])
+    assert contact.given_name == stored["first_name"]
+    assert contact.notes == "Met at SaaStr"
+    assert contact.phone_keys() == [e164(stored["phone_numbers"][0]["value"])]
+    assert len(world.store.lookup_ids(Link, ORG, "stream", stream_key(ACCOUNT, STREAM))) == 5
+    # and the next round writes nothing anywhere
+    world.env.advance(900)
+    _idle(world)
+
+
+def test_an_edit_in_aircall_reaches_the_hub(world: World) -> None:
+    [cid] = world.env.seed([contact_json()])
+    world.run()
+    world.env.advance(60)
+    # When a user changes the contact in Aircall
+    world.env.edit(cid, information="Prefers calls after 4pm", company_name="Vance Refrigeration")
+    world.env.advance(900)
+    report = world.run()
+    # Then the hub has it, through an incremental read
+    spoke = report.spokes[ACCOUNT]
+    assert not spoke.full_scan
+    assert spoke.hub_updated == 1
+    assert report.remote_writes == 0
+    contact = world.contact_for(cid)
+    assert (contact.notes, contact.company) == ("Prefers calls after 4pm", "Vance Refrigeration")
+    world.env.advance(900)
+    _idle(world)
+
+
+def test_an_edit_in_the_hub_reaches_aircall(world: World) -> None:
+    first = phone()
+    [cid] = world.env.seed([contact_json(phone_numbers=[{"label": "Work", "value": first}])])
+    world.run()
+    world.env.advance(60)
+    # When a user edits the contact in the hub: new notes, a second phone, another email
+    contact = world.contact_for(cid)
+    second = phone()
+    world.hub_write(
+        contact,
+        notes="Key account",
+        phones=[*contact.phones, PhoneNumber.parse(second, "US", "mobile")],
+        emails=[EmailAddress(address="new.address@mueller-soehne.de", label="work")],
+    )
+    report = world.run()
+    # Then Aircall has it: the text by update, the details through their sub-resources
+    assert report.spokes[ACCOUNT].updated == 1
+    stored = world.env.contact(cid)
+    assert stored["information"] == "Key account"
+    # (the first number kept as the user typed it: only the new one was added)
+    assert [p["value"] for p in stored["phone_numbers"]] == [first, e164(second)]
+    assert [e["value"] for e in stored["emails"]] == ["new.address@mueller-soehne.de"]
+    # and our own write, read back, is an echo: nothing more happens
+    world.env.advance(900)
+    _idle(world)
+
+
+def test_a_hub_contact_is_created_in_aircall_once(world: World) -> None:
+    number = phone()
+    world.hub_create("c-hub-1", "Jan", "Levinson", number)
+    report = world.run()
+    assert report.spokes[ACCOUNT].created == 1
+    link = world.link_of("c-hub-1")
+    assert world.env.contact(link.remote_id)["first_name"] == "Jan"
+    world.env.advance(900)
+    _idle(world)
+    assert world.env.count() == 1
+
+
+@pytest.mark.parametrize("from_provider", [False, True])
+def test_a_delete_in_aircall_is_found_by_reconciliation(world: World, from_provider: bool) -> None:
+    # Given a hub contact synced to Aircall, and another Aircall contact
+    number = phone()
+    world.hub_create("c-hub-2", "Holly", "Flax", number)
+    [other] = world.env.seed([contact_json()])
+    world.run()
+    world.set_auto_removal(from_provider)
+    remote_id = world.link_of("c-hub-2").remote_id
+    world.env.advance(600)
+    # When a user deletes it in Aircall (no tombstone: the incremental read cannot see it)
+    world.env.delete(remote_id)
+    world.env.advance(600)
+    quiet = world.run()
+    assert quiet.spokes[ACCOUNT].archived == quiet.spokes[ACCOUNT].restored == 0
+    # and the periodic reconciliation comes round
+    world.env.advance(timedelta(hours=24).total_seconds())
+    report = world.run()
+    # Then
+    spoke = report.spokes[ACCOUNT]
+    assert spoke.full_scan
+    hub = world.store.get(HubContact, ORG, "c-hub-2")
+    if from_provider:
+        # auto-removal allows it: the hub contact is archived, Aircall keeps it deleted
+        assert spoke.archived == 1
+        assert hub.archived
+        assert world.env.count() == 1
+        assert world.store.lookup(Link, ORG, "contact", "c-hub-2") == []
+    else:
+        # not allowed: the contact is restored in Aircall from the hub
+        assert spoke.restored == 1
+        assert spoke.created == 1
+        assert not hub.archived
+        restored = world.link_of("c-hub-2").remote_id
+        assert restored != remote_id
+        assert world.env.contact(restored)["phone_numbers"][0]["value"] == e164(number)
+        assert world.env.count() == 2
+    assert world.contact_for(other).archived is False
+    world.env.advance(900)
+    _idle(world)
+
+
+def test_a_twin_created_in_aircall_meanwhile_is_linked_and_merged(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a hub contact about to be pushed, and a user who creates the same person in
+    # Aircall (with a second number) between our pull and our push
+    number, extra = phone(), phone()
+    world.hub_create("c-hub-3", "Jim", "Halpert", number)
+    world.env.advance(30)
+    connector = world.env.connector
+    apply = connector.apply
+
+    def user_races_us(stream: str, mutations: Any) -> Any:
+        world.env.seed(
+            [
+                contact_json(
+                    first_name="Jim",
+                    last_name="Halpert",
+                    phone_numbers=[
+                        {"label": "Work", "value": number},
+                        {"label": "Home", "value": extra},
+                    ],
+                    information="from the dashboard",
+                )
+            ]
+        )
+        monkeypatch.setattr(connector, "apply", apply)
+        return apply(stream, mutations)
+
+    monkeypatch.setattr(connector, "apply", user_races_us)
+    # When the round pushes the create
+    report = world.run()
+    # Then the user's contact is linked, not duplicated
+    assert report.spokes[ACCOUNT].created == 1
+    assert world.env.count() == 1
+    # and on the next round its own values merge into the hub (it is the newer source)
+    world.env.advance(900)
+    world.run()
+    hub = world.store.get(HubContact, ORG, "c-hub-3")
+    assert hub.phone_keys() == [e164(number), e164(extra)]
+    assert hub.notes == "from the dashboard"
+    assert world.env.count() == 1
+    world.env.advance(900)
+    _idle(world)
