@@ -6,6 +6,8 @@
     contactsync contacts list|show                the gallery, with provenance and links
     contactsync demo                              the whole story against the bundled sandboxes
     contactsync sandbox up|seed                   the provider sandboxes over HTTPS
+    contactsync serve [--port P]                  API, webhooks and scheduler on 127.0.0.1
+    contactsync token --user EMAIL [--admin]      a bearer token for the local API
 
 Every command reads and writes under $CONTACTSYNC_HOME (default ~/.contactsync); --home DIR
 overrides it. Commands that report take --json and then print one JSON document.
@@ -131,7 +133,58 @@ def _parser() -> argparse.ArgumentParser:
         "--sandbox", type=Path, default=None, help="sandbox.json (default: HOME/sandbox)"
     )
     seed.set_defaults(func=cmd_sandbox_seed)
+    _api_commands(sub)
     return parser
+
+
+# ---- the local API (contactsync serve, contactsync token) ---------------------------------------
+
+
+def _api_commands(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="API, webhooks and scheduler on 127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--no-scheduler", action="store_true", help="serve the API only")
+    serve.set_defaults(func=cmd_serve)
+    token = sub.add_parser("token", help="print a bearer token for the local API")
+    token.add_argument("--user", required=True, help="the user's email")
+    token.add_argument("--admin", action="store_true", help="with the admin role")
+    token.add_argument("--org", help="organisation id (default: the home's)")
+    token.add_argument("--ttl", type=int, default=86_400, help="seconds (default one day)")
+    token.set_defaults(func=cmd_token)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from contactsync.local.serve import build_runtime
+
+    runtime = build_runtime(Home.locate(args.home), args.port).start(not args.no_scheduler)
+    err_console.print(
+        f"contactsync API on {runtime.url} (OpenAPI: {runtime.url}/openapi.json, "
+        f"Swagger UI: {runtime.url}/docs); Ctrl-C stops"
+    )
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        runtime.stop()
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from contactsync.api.auth import issue_local_token
+    from contactsync.domain.base import utcnow
+    from contactsync.domain.org import Role
+
+    home = Home.locate(args.home)
+    config = home.config()
+    org_id = args.org or config.org_id
+    users = home.store().lookup(User, org_id, "email", args.user.strip().lower(), limit=1)
+    if not users or not users[0].active:
+        raise NotFound("user", args.user)
+    if args.admin and users[0].role is not Role.ADMIN:
+        raise InvalidInput.one("admin", "this user is not an admin of the organisation")
+    role = Role.ADMIN if args.admin else Role.USER
+    print(issue_local_token(config.token_key, org_id, users[0].id, role, utcnow(), args.ttl))
+    return 0
 
 
 # ---- init ---------------------------------------------------------------------------------------
