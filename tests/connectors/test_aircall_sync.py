@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from contactsync.connectors.aircall import STREAM
+from contactsync.connectors.base import ContactFields, Create
 from contactsync.domain import (
     AutoRemoval,
     ConnectedAccount,
@@ -28,11 +29,15 @@ from contactsync.domain import (
 )
 from contactsync.domain.link import stream_key
 from contactsync.domain.outbox import OutboxEntry
+from contactsync.engine.canonical import snapshot
+from contactsync.engine.merge import SpokeView
+from contactsync.engine.plan import Plan, plan
 from contactsync.store.base import Write
 from contactsync.store.sqlite import SQLiteStore
 from contactsync.sync.report import RunReport
 from contactsync.sync.service import SyncService
 from tests.connectors.test_aircall import Env, contact_json, e164, make_env, phone
+from tests.factories import T0
 
 ORG = "org-a"
 ACCOUNT = "acc-ac"
@@ -308,3 +313,77 @@ def test_a_twin_created_in_aircall_meanwhile_is_linked_and_merged(
     assert world.env.count() == 1
     world.env.advance(900)
     _idle(world)
+
+
+def test_a_number_aircall_cannot_hold_is_neither_pushed_forever_nor_lost(world: World) -> None:
+    # Given a hub contact with a valid number and one without an international form (an
+    # extension typed in a CRM), which Aircall refuses to store
+    number = phone()
+    world.hub_create("c-hub-5", "Toby", "Flenderson", number)
+    contact = world.store.get(HubContact, ORG, "c-hub-5")
+    odd = PhoneNumber.lenient("555-0100 ext 7", "US", "work")
+    assert odd.e164 is None
+    world.hub_write(contact, phones=[*contact.phones, odd])
+    report = world.run()
+    assert report.spokes[ACCOUNT].created == 1
+    remote_id = world.link_of("c-hub-5").remote_id
+    assert [p["value"] for p in world.env.contact(remote_id)["phone_numbers"]] == [e164(number)]
+    # Then the next rounds do not try to push it again and again
+    world.env.advance(900)
+    _idle(world)
+    # and when a user later edits the contact in Aircall, the hub keeps the number
+    world.env.advance(900)
+    world.env.edit(remote_id, information="HR")
+    world.env.advance(900)
+    world.run()
+    hub = world.store.get(HubContact, ORG, "c-hub-5")
+    assert hub.notes == "HR"
+    assert [p.raw for p in hub.phones] == [number, "555-0100 ext 7"]
+    # and again at the next edit (the pushes in between left the link's view of Aircall true)
+    world.env.advance(900)
+    world.env.edit(remote_id, information="HR, annex")
+    world.env.advance(900)
+    report = world.run()
+    hub = world.store.get(HubContact, ORG, "c-hub-5")
+    assert hub.notes == "HR, annex"
+    assert [p.raw for p in hub.phones] == [number, "555-0100 ext 7"]
+    assert report.remote_writes == 0
+    # and reconciliation does not count it as a change waiting to be pushed
+    counts = world.service.reconcile()[ACCOUNT]
+    assert counts["unpushed"] == 0
+    assert counts["in_step"] == 1
+
+
+def test_plan_for_aircall_leaves_out_numbers_it_cannot_hold() -> None:
+    # Given a hub contact with a valid number and an extension-only one
+    valid = PhoneNumber.parse("+1 212 555 0142", "US")
+    odd = PhoneNumber.lenient("555-0100 ext 7", "US")
+    contact = HubContact(
+        org_id=ORG,
+        id="c-plan",
+        given_name="Toby",
+        phones=[valid, odd],
+        provenance={"given_name": FieldProvenance(source="user:u-1", source_ts=T0, hub_version=1)},
+    )
+    view = SpokeView(
+        account_id=ACCOUNT,
+        provider=Provider.AIRCALL,
+        owner_user_id="u-1",
+        pull_fields=frozenset({"given_name", "phones"}),
+        push_fields=frozenset({"given_name", "phones"}),
+    )
+    # When a create is planned, then only the number Aircall can hold is sent
+    created = plan(contact, [], view, {ACCOUNT: view}).mutation
+    assert isinstance(created, Create)
+    assert created.fields.phones == (valid,)
+    # When the record holds just that number, then the contact is in step
+    link = Link(
+        org_id=ORG,
+        id=Link.key(ACCOUNT, STREAM, "1000001"),
+        contact_id="c-plan",
+        account_id=ACCOUNT,
+        object_type=STREAM,
+        remote_id="1000001",
+        snapshot=snapshot(ContactFields(given_name="Toby", phones=(valid,))),
+    )
+    assert plan(contact, [link], view, {ACCOUNT: view}) == Plan(None, "in step")

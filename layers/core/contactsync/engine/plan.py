@@ -96,6 +96,17 @@ def _admits_new(
     return True, "admitted"
 
 
+def pushed_fields(contact: HubContact, spoke: SpokeView) -> ContactFields:
+    """The hub's values of the fields pushed to ``spoke``, as far as the provider can hold
+    them. Aircall stores phone numbers in international form only: a number without an E.164
+    form is neither sent nor compared, or it would be pushed again every round, or the link
+    would claim Aircall holds it and the record's next read would take it from the hub."""
+    fields = hub_fields(contact, spoke.push_fields)
+    if spoke.provider is Provider.AIRCALL and fields.phones is not None:
+        return fields.model_copy(update={"phones": tuple(p for p in fields.phones if p.e164)})
+    return fields
+
+
 def plan(
     contact: HubContact,
     links: Sequence[Link],
@@ -111,7 +122,7 @@ def plan(
     admitted, reason = _admits_new(contact, links, spoke, spokes)
     if not admitted:
         return Plan(None, reason)
-    fields = hub_fields(contact, spoke.push_fields)
+    fields = pushed_fields(contact, spoke)
     return Plan(
         Create(
             hub_id=contact.id,
@@ -130,9 +141,10 @@ def _plan_linked(contact: HubContact, link: Link, spoke: SpokeView) -> Plan:
         if spoke.auto_removal.to_provider:
             return Plan(Delete(remote_id=link.remote_id, object_type=link.object_type), "delete")
         return Plan(None, "archived; auto-removal to this spoke is off")
-    wanted = snapshot(hub_fields(contact, spoke.push_fields))
+    pushed = pushed_fields(contact, spoke)
+    wanted = snapshot(pushed)
     changed: dict[ContactField, object] = {}
-    current = hub_fields(contact, spoke.push_fields).provided()
+    current = pushed.provided()
     for name, value in wanted.items():
         if link.snapshot.get(name) != value:
             changed[name] = current[name]  # type: ignore[index]

@@ -19,7 +19,8 @@ from contactsync.domain.errors import VersionConflict
 from contactsync.domain.link import Link, stream_key
 from contactsync.domain.org import Organisation, User
 from contactsync.domain.sync import RecordError, SyncSettings, SyncState
-from contactsync.engine.canonical import fingerprint, hub_fields, snapshot
+from contactsync.engine.canonical import fingerprint, snapshot
+from contactsync.engine.plan import pushed_fields
 from contactsync.store.base import Store
 from contactsync.sync.dryrun import DryRunStore
 from contactsync.sync.ingest import IngestContext
@@ -255,6 +256,6 @@ class SyncService:
         contact = self.store.find(HubContact, self.org_id, link.contact_id)
         if contact is None or contact.archived:
             return
-        wanted = snapshot(hub_fields(contact, spoke.view.push_fields))
+        wanted = snapshot(pushed_fields(contact, spoke.view))
         if any(link.snapshot.get(k) != v for k, v in wanted.items()):
             counts["unpushed"] += 1
