@@ -278,8 +278,6 @@ class AircallConnector(Connector):
             return MutationResult(mutation, ok=False, error=invalid("needs_phone", _NEEDS_PHONE))
         details = fields.phones is not None or fields.emails is not None
         current = self.api.get_contact(contact_id) if details else None
-        # Nothing to change (already in step): no record, so the link takes what we wanted,
-        # including values Aircall cannot hold (numbers without a country code).
         return self._result(mutation, self._converge(contact_id, current, fields))
 
     def _delete(self, mutation: Delete) -> MutationResult:
@@ -294,8 +292,8 @@ class AircallConnector(Connector):
     ) -> RawContact | None:
         """Brings the contact to ``fields``: details first (removals of emails, then phones
         changed, added, and only then removed, so the last one never goes), then names,
-        company and information. Returns the contact after the last change, None when there
-        was nothing to change."""
+        company and information. Returns the contact as it now is (None when nothing was
+        changed and it was not read)."""
         text = text_payload(fields)
         phones, emails = DetailPlan(), DetailPlan()
         if current is not None:
@@ -315,7 +313,7 @@ class AircallConnector(Connector):
         if text:
             edit.got(self.api.update_contact(contact_id, text))
         if edit.calls == 0:
-            return None
+            return current
         if edit.stale or edit.latest is None:
             edit.got(self.api.get_contact(contact_id))
         return edit.latest
