@@ -1,0 +1,387 @@
+"""Connected accounts: OAuth connects (authorization code + PKCE + state) against the Microsoft
+and Aircall sandboxes' real authorize and token endpoints, a stub identity provider for what
+the Google and Salesforce sandboxes do not offer yet, API-key connects for Aircall, list with
+status, disable, reconnect, and delete after confirmation."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+from contactsync.api.oauth import OAuthAttempt, attempt_id, pkce_challenge
+from contactsync.api.settings import ProviderOAuth
+from contactsync.app.setup import Setup
+from contactsync.domain.accounts import AccountStatus, ConnectedAccount, Provider
+from contactsync.domain.activity import Activity, ActivityKind
+from contactsync.domain.cursor import Cursor
+from contactsync.domain.link import Link
+from contactsync.domain.sync import SyncSettings
+from tests.api.conftest import API, Client, Env
+
+
+def consent(env: Env, authorization_url: str) -> str:
+    """What the user's browser does: the provider redirects back to our callback."""
+    answer = env.session.get(authorization_url, allow_redirects=False)
+    assert answer.status_code == 302, answer.text
+    location: str = answer.headers["Location"]
+    assert location.startswith(API + "/oauth/callback?")
+    return location
+
+
+def callback(env: Env, location: str) -> requests.Response:
+    return env.session.get(location, allow_redirects=False)  # no bearer: the state is the key
+
+
+def test_microsoft_connect_with_pkce(env: Env) -> None:
+    # When Pam starts a Microsoft connect
+    started = env.as_rep.post("/accounts/connect/microsoft", json={"login_hint": "rep@example.com"})
+    assert started.status_code == 201
+    url = started.json()["authorization_url"]
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert query["code_challenge_method"] == "S256"
+    assert query["state"] == started.json()["state"]
+    assert query["redirect_uri"] == API + "/oauth/callback"
+    stored = env.store.find(OAuthAttempt, env.org.id, attempt_id(query["state"]))
+    assert stored is not None
+    assert pkce_challenge(stored.code_verifier) == query["code_challenge"]
+    # And consents at Microsoft, which redirects back
+    location = consent(env, url)
+    done = callback(env, location)
+    # Then her mailbox is connected, named by the token, with two-way sync settings
+    assert done.status_code == 201, done.text
+    account = done.json()["account"]
+    assert account["provider"] == "microsoft"
+    assert account["address"].lower() == "rep@example.com"
+    assert account["owner_user_id"] == env.rep.id
+    assert (
+        account["config"]["webhook_url"] == f"{API}/webhooks/microsoft/{env.org.id}/{account['id']}"
+    )
+    assert done.json()["sync"]["direction"] == "both"
+    stored_account = env.store.get(ConnectedAccount, env.org.id, account["id"])
+    secret = env.secrets.get(stored_account.secret_ref or "")
+    assert secret["refresh_token"]
+    assert secret["webhook_client_state"]
+    assert "secret_ref" not in account
+    assert "refresh_token" not in done.text
+    # A replayed callback changes nothing
+    assert callback(env, location).status_code == 410
+    assert len(list(env.store.scan(ConnectedAccount, env.org.id))) == 1
+
+
+def test_a_wrong_verifier_is_refused_by_the_provider(env: Env) -> None:
+    started = env.as_rep.post("/accounts/connect/microsoft", json={}).json()
+    attempt = env.store.get(OAuthAttempt, env.org.id, attempt_id(started["state"]))
+    env.store.update(attempt.model_copy(update={"code_verifier": "x" * 64}))
+    done = callback(env, consent(env, started["authorization_url"]))
+    assert done.status_code == 422
+    assert done.json()["code"] == "code_refused"
+    assert list(env.store.scan(ConnectedAccount, env.org.id)) == []
+
+
+def test_tampered_unknown_and_expired_states(env: Env) -> None:
+    assert (
+        env.anonymous.get("/oauth/callback", params={"state": "nonsense", "code": "c"}).status_code
+        == 400
+    )
+    forged = f"{env.org.id}~{'A' * 43}"
+    assert (
+        env.anonymous.get("/oauth/callback", params={"state": forged, "code": "c"}).status_code
+        == 410
+    )
+    started = env.as_rep.post("/accounts/connect/microsoft", json={}).json()
+    attempt = env.store.get(OAuthAttempt, env.org.id, attempt_id(started["state"]))
+    env.store.update(
+        attempt.model_copy(
+            update={"ttl_seconds": 60, "created_at": attempt.created_at.replace(year=2020)}
+        )
+    )
+    expired = env.anonymous.get("/oauth/callback", params={"state": started["state"], "code": "c"})
+    assert expired.status_code == 410
+    assert expired.json()["code"] == "expired_state"
+    denied = env.as_rep.post("/accounts/connect/microsoft", json={}).json()
+    refused = env.anonymous.get(
+        "/oauth/callback", params={"state": denied["state"], "error": "access_denied"}
+    )
+    assert refused.status_code == 422
+    assert list(env.store.scan(ConnectedAccount, env.org.id)) == []
+
+
+def test_connect_rules(env: Env) -> None:
+    assert (
+        env.as_rep.post("/accounts/connect/salesforce", json={}).status_code == 403
+    )  # admins only
+    assert env.as_admin.post("/accounts/connect/exchange", json={}).status_code == 422
+    assert env.as_admin.post("/accounts/connect/google", json={}).json()["code"] == "not_configured"
+    assert env.anonymous.post("/accounts/connect/microsoft", json={}).status_code == 401
+
+
+def test_aircall_install_flow(env: Env) -> None:
+    started = env.as_admin.post(
+        "/accounts/connect/aircall", json={"label": "Dunder Mifflin phones"}
+    )
+    done = callback(env, consent(env, started.json()["authorization_url"]))
+    assert done.status_code == 201, done.text
+    assert done.json()["account"]["address"] == "Dunder Mifflin phones"
+    account = env.store.get(ConnectedAccount, env.org.id, done.json()["account"]["id"])
+    assert env.secrets.get(account.secret_ref or "")["access_token"]
+
+
+class StubIdP(BaseAdapter):
+    """A token endpoint for providers whose sandbox has no authorization-code grant yet
+    (Google, Salesforce): checks the PKCE verifier against the challenge it saw."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__()
+        self.answer = answer
+        self.challenges: dict[str, str] = {}
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        response = requests.Response()
+        response.request, response.url = request, request.url or ""
+        parts = urlsplit(request.url or "")
+        if parts.path.endswith("/authorize"):
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            self.challenges["code-1"] = query["code_challenge"]
+            response.status_code = 302
+            response.headers = CaseInsensitiveDict(
+                {"Location": f"{query['redirect_uri']}?code=code-1&state={query['state']}"}
+            )
+            response._content = b""
+            return response
+        body = request.body if isinstance(request.body, str) else (request.body or b"").decode()
+        form = {k: v[0] for k, v in parse_qs(body).items()}
+        ok = pkce_challenge(form.get("code_verifier", "")) == self.challenges.get(
+            form.get("code", "")
+        )
+        response.status_code = 200 if ok else 400
+        response._content = json.dumps(self.answer if ok else {"error": "invalid_grant"}).encode()
+        response.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+        return response
+
+    def close(self) -> None:
+        return None
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    part = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    return f"e30.{part}.sig"
+
+
+def _stub(env: Env, provider: Provider, answer: dict[str, Any]) -> None:
+    env.session.mount("https://idp.test/", StubIdP(answer))
+    env.ctx.settings.oauth[provider] = ProviderOAuth(
+        client_id="cid",
+        client_secret="csecret",
+        authorize_url="https://idp.test/authorize",
+        token_url="https://idp.test/token",
+        scopes=["openid", "email"],
+    )
+
+
+def test_google_connect_and_alias_rejection(env: Env) -> None:
+    _stub(
+        env,
+        Provider.GOOGLE,
+        {
+            "access_token": "at",
+            "refresh_token": "rt",
+            "id_token": _jwt({"email": "rep+sales@example.com"}),
+        },
+    )
+    started = env.as_rep.post("/accounts/connect/google", json={}).json()
+    refused = callback(env, consent(env, started["authorization_url"]))
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "address"
+    _stub(
+        env,
+        Provider.GOOGLE,
+        {
+            "access_token": "at",
+            "refresh_token": "rt",
+            "id_token": _jwt({"email": "rep@example.com"}),
+        },
+    )
+    started = env.as_rep.post("/accounts/connect/google", json={}).json()
+    done = callback(env, consent(env, started["authorization_url"]))
+    assert done.status_code == 201
+    assert done.json()["account"]["config"].get("webhook_url") is None  # Google is polled
+
+
+def test_salesforce_connect_reads_the_identity_url(env: Env) -> None:
+    _stub(
+        env,
+        Provider.SALESFORCE,
+        {
+            "access_token": "00D!x",
+            "refresh_token": "rt",
+            "instance_url": "https://sf.test",
+            "id": "https://login.salesforce.com/id/00D000000000001EAA/005000000000001AAA",
+        },
+    )
+    started = env.as_admin.post("/accounts/connect/salesforce", json={}).json()
+    done = callback(env, consent(env, started["authorization_url"]))
+    assert done.status_code == 201, done.text
+    account = done.json()["account"]
+    assert account["config"]["organization_id"] == "00D000000000001EAA"
+    assert account["config"]["instance_url"] == "https://sf.test"
+    assert account["webhook_url"].startswith(
+        f"{API}/webhooks/salesforce/{env.org.id}/{account['id']}?key="
+    )
+
+
+def aircall_keys(env: Env) -> dict[str, str]:
+    config = env.aircall.client_config()
+    return {"api_id": config["api_id"], "api_token": config["api_token"]}
+
+
+def connect_aircall(env: Env) -> dict[str, Any]:
+    response = env.as_admin.post(
+        "/accounts/aircall", json={**aircall_keys(env), "address": "DM phones"}
+    )
+    assert response.status_code == 201, response.text
+    account: dict[str, Any] = response.json()["account"]
+    return account
+
+
+def test_aircall_api_key_connect(env: Env) -> None:
+    bad = env.as_admin.post("/accounts/aircall", json={"api_id": "nope", "api_token": "nope"})
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "credentials_rejected"
+    assert env.as_rep.post("/accounts/aircall", json=aircall_keys(env)).status_code == 403
+    account = connect_aircall(env)
+    assert account["config"]["webhook_url"].endswith(
+        f"/webhooks/aircall/{env.org.id}/{account['id']}"
+    )
+    again = env.as_admin.post(
+        "/accounts/aircall", json={**aircall_keys(env), "address": "DM phones"}
+    )
+    assert again.status_code == 422  # already connected
+
+
+def _mailbox(env: Env, user_id: str, address: str) -> ConnectedAccount:
+    owner = env.rep if user_id == env.rep.id else env.admin
+    account, _ = Setup(env.store, env.secrets).connect(
+        env.org.id, owner, Provider.GOOGLE, address, {}, {"refresh_token": "rt"}
+    )
+    return account
+
+
+def test_list_and_visibility(env: Env) -> None:
+    mine = _mailbox(env, env.rep.id, "rep@example.com")
+    theirs = _mailbox(env, env.admin.id, "michael@dundermifflin.com")
+    assert [a["id"] for a in env.as_rep.get("/accounts").json()["items"]] == [mine.id]
+    assert {a["id"] for a in env.as_admin.get("/accounts").json()["items"]} == {mine.id, theirs.id}
+    assert env.as_rep.get(f"/accounts/{theirs.id}").status_code == 404
+    assert env.as_other.get(f"/accounts/{mine.id}").status_code == 404
+    assert env.as_other.post(f"/accounts/{mine.id}/disable").status_code == 404
+    assert (
+        env.as_other.delete(f"/accounts/{mine.id}", params={"confirm": mine.address}).status_code
+        == 404
+    )
+
+
+def test_disable_and_reconnect(env: Env) -> None:
+    account = _mailbox(env, env.rep.id, "rep@example.com")
+    path = f"/accounts/{account.id}"
+    assert env.as_rep.post(f"{path}/disable").json()["status"] == "disabled"
+    assert env.as_rep.post(f"{path}/reconnect", json={}).json()["account"]["status"] == "connected"
+    # An account whose credentials the provider refused needs a new consent (OAuth)
+    stored = env.store.get(ConnectedAccount, env.org.id, account.id)
+    env.store.update(
+        stored.model_copy(
+            update={"status": AccountStatus.NEEDS_RECONNECT, "status_reason": "invalid_grant"}
+        )
+    )
+    listed = env.as_rep.get(path).json()
+    assert (listed["status"], listed["status_reason"]) == ("needs_reconnect", "invalid_grant")
+    _stub(
+        env,
+        Provider.GOOGLE,
+        {
+            "access_token": "at2",
+            "refresh_token": "rt2",
+            "id_token": _jwt({"email": "rep@example.com"}),
+        },
+    )
+    again = env.as_rep.post(f"{path}/reconnect", json={}).json()
+    assert again["authorization_url"].startswith("https://idp.test/authorize")
+    state = parse_qs(urlsplit(again["authorization_url"]).query)["state"][0]
+    assert env.store.get(OAuthAttempt, env.org.id, attempt_id(state)).account_id == account.id
+    done = callback(env, consent(env, again["authorization_url"]))
+    assert done.status_code == 201, done.text
+    assert done.json()["account"]["status"] == "connected"
+    assert env.secrets.get(stored.secret_ref or "")["refresh_token"] == "rt2"
+    assert len(list(env.store.scan(ConnectedAccount, env.org.id))) == 1
+
+
+def test_aircall_reconnect_with_new_keys(env: Env) -> None:
+    account = connect_aircall(env)
+    path = f"/accounts/{account['id']}/reconnect"
+    assert env.as_admin.post(path, json={"api_id": "x"}).status_code == 422
+    assert env.as_admin.post(path, json={"api_id": "x", "api_token": "y"}).status_code == 422
+    assert env.as_admin.post(path, json=aircall_keys(env)).status_code == 200
+
+
+def test_delete_needs_confirmation_and_removes_the_accounts_data(env: Env) -> None:
+    account = _mailbox(env, env.rep.id, "rep@example.com")
+    org = env.org.id
+    env.store.create(
+        Activity(
+            org_id=org,
+            id="act-1",
+            activity_kind=ActivityKind.EMAIL,
+            account_id=account.id,
+            owner_user_id=env.rep.id,
+            remote_id="m1",
+            occurred_at=account.created_at,
+        )
+    )
+    env.store.create(
+        Link(
+            org_id=org,
+            id="l-1",
+            contact_id="c-1",
+            account_id=account.id,
+            object_type="person",
+            remote_id="people/c1",
+        )
+    )
+    env.store.create(
+        Cursor(
+            org_id=org,
+            id=Cursor.make_id(account.id, "person"),
+            account_id=account.id,
+            stream="person",
+            value="tok",
+        )
+    )
+    path = f"/accounts/{account.id}"
+    wrong = env.as_rep.delete(path, params={"confirm": "someone@else.example"})
+    assert wrong.status_code == 422
+    assert env.as_rep.delete(path).status_code == 422  # confirm is required
+    assert env.store.get(ConnectedAccount, org, account.id).status is AccountStatus.CONNECTED
+    done = env.as_rep.delete(path, params={"confirm": "REP@example.com"})
+    assert done.status_code == 200
+    assert done.json()["removed"] == {"syncs": 1, "activities": 1, "links": 1, "cursors": 1}
+    assert env.as_rep.get(path).json()["status"] == "deleted"
+    assert env.store.find(Activity, org, "act-1") is None
+    assert list(env.store.scan(SyncSettings, org)) == []
+    try:
+        env.secrets.get(account.secret_ref or "")
+        raise AssertionError("the secret should be gone")
+    except KeyError:
+        pass
+    # Deleting again finishes nothing new; a deleted account cannot be revived
+    assert env.as_rep.delete(path, params={"confirm": "rep@example.com"}).status_code == 200
+    assert env.as_rep.post(f"{path}/reconnect", json={}).status_code == 409
+    assert env.as_rep.post(f"{path}/disable").status_code == 409
+
+
+def test_client_helper(env: Env) -> None:
+    assert isinstance(env.as_rep, Client)
