@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import importlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contactsync.api.problems import ApiError
 from contactsync.api.queue import PullAction
+
+log = logging.getLogger(__name__)
 
 GRAPH_LIFECYCLE = {
     "reauthorizationRequired": PullAction.REAUTHORIZE,
@@ -218,7 +221,13 @@ def verify_aircall(
         except Exception as exc:  # the connector's WebhookRejected (a ConnectorError)
             if type(exc).__name__ != "WebhookRejected":
                 raise
-            raise WebhookRejected("The connector refused the delivery.", code="malformed") from exc
+            if getattr(exc, "code", "") == "bad_webhook_token":
+                raise WebhookRejected(
+                    "The delivery does not carry our token.", code="forged", status=401
+                ) from exc
+            # A snapshot the connector cannot read still announces a change: the pull reads
+            # the contact from the API, so the delivery is acted on, not refused.
+            log.info("aircall snapshot unreadable", extra={"code": getattr(exc, "code", "")})
     data_id = delivery.data.get("id")
     updated = delivery.data.get("updated_at")
     key = f"aircall\x00{delivery.event}\x00{data_id}\x00{delivery.timestamp}\x00{updated}"

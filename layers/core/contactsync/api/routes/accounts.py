@@ -94,10 +94,13 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C90
         url = ctx.webhook_url(account) if account.provider is Provider.SALESFORCE else None
         return AccountOut.of(account, url)
 
-    def finish_connect(
-        owner: User, account: ConnectedAccount, sync: SyncSettings | None
-    ) -> Connected:
-        account = ensure_webhook_config(ctx, account)
+    def finish_connect(account: ConnectedAccount, sync: SyncSettings | None) -> Connected:
+        # Re-read: Setup.connect returns the entities as written, before their versions moved.
+        account = ensure_webhook_config(
+            ctx, ctx.store.get(ConnectedAccount, account.org_id, account.id)
+        )
+        if sync is not None:
+            sync = ctx.store.get(SyncSettings, sync.org_id, sync.id)
         return Connected(account=out(account), sync=sync)
 
     @app.get("/accounts", tags=["accounts"], security=BEARER, summary="List connected accounts")
@@ -179,7 +182,7 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C90
                 )
             )
             return Response(
-                201, body=finish_connect(owner, account, None), content_type="application/json"
+                201, body=finish_connect(account, None), content_type="application/json"
             )
         address = tokens.address or attempt.login_hint or attempt.label
         if not address:
@@ -190,9 +193,7 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C90
         account, sync = setup.connect(
             attempt.org_id, owner, attempt.provider, address, config, tokens.credentials
         )
-        return Response(
-            201, body=finish_connect(owner, account, sync), content_type="application/json"
-        )
+        return Response(201, body=finish_connect(account, sync), content_type="application/json")
 
     @app.post(
         "/accounts/aircall",
@@ -213,9 +214,7 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C90
             {"api_base": ctx.settings.aircall_api_base, **ctx.settings.aircall_account_config},
             {"api_id": body.api_id, "api_token": body.api_token},
         )
-        return Response(
-            201, body=finish_connect(caller.user, account, sync), content_type="application/json"
-        )
+        return Response(201, body=finish_connect(account, sync), content_type="application/json")
 
     @app.post(
         "/accounts/<account_id>/disable",
