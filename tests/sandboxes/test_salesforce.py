@@ -978,6 +978,41 @@ def test_person_accounts_appear_as_read_only_contacts(sf: Salesforce) -> None:
     assert error_of(business.value)["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
 
 
+def test_a_person_accounts_mailing_address_and_title_are_its_person_fields(
+    sf: Salesforce,
+) -> None:
+    # Given a person account with a billing address and a personal mailing address
+    types = {
+        r["developerName"]: r["recordTypeId"] for r in sf.Account.describe()["recordTypeInfos"]
+    }
+    account = sf.Account.create(
+        {
+            "RecordTypeId": types["PersonAccount"],
+            "LastName": "Kierkegård",
+            "PersonTitle": "Philosopher",
+            "PersonDepartment": "Ethics",
+            "PersonOtherPhone": "+45 33 12 34 56",
+            "PersonMailingCity": "København",
+            "BillingCity": "Aarhus",
+        }
+    )["id"]
+    # Then its read-only contact twin shows the Person* values, as in a real org
+    row = sf.query(
+        "SELECT Title, Department, OtherPhone, MailingCity FROM Contact WHERE AccountId = "
+        f"'{account}'"
+    )["records"][0]
+    assert (row["Title"], row["Department"], row["OtherPhone"], row["MailingCity"]) == (
+        "Philosopher",
+        "Ethics",
+        "+45 33 12 34 56",
+        "København",
+    )
+    # and a business account cannot take them
+    with pytest.raises(SalesforceMalformedRequest) as business:
+        sf.Account.create({"Name": "Initech", "PersonTitle": "CEO"})
+    assert error_of(business.value)["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+
+
 def test_deleting_an_account_deletes_its_contacts(sf: Salesforce) -> None:
     account = sf.Account.create({"Name": "Dunder Mifflin"})["id"]
     rid = sf.Contact.create(contact(AccountId=account))["id"]

@@ -276,6 +276,14 @@ ACCOUNT_FIELDS = [
     Field("PersonEmail", "email", label="Email", length=80),
     Field("PersonMobilePhone", "phone", label="Mobile", length=40),
     Field("PersonHomePhone", "phone", label="Home Phone", length=40),
+    Field("PersonOtherPhone", "phone", label="Other Phone", length=40),
+    Field("PersonTitle", "string", label="Title", length=128),
+    Field("PersonDepartment", "string", label="Department", length=80),
+    Field("PersonMailingStreet", "textarea", label="Mailing Street", length=255),
+    Field("PersonMailingCity", "string", label="Mailing City", length=40),
+    Field("PersonMailingState", "string", label="Mailing State/Province", length=80),
+    Field("PersonMailingPostalCode", "string", label="Mailing Zip/Postal Code", length=20),
+    Field("PersonMailingCountry", "string", label="Mailing Country", length=80),
     _ro(
         "PersonContactId",
         "reference",
@@ -383,7 +391,9 @@ OBJECTS: dict[str, SObject] = {
 OBJECTS_LOWER = {name.lower(): o for name, o in OBJECTS.items()}
 PREFIXES = {o.key_prefix: o.name for o in OBJECTS.values()}
 
-# Person-account fields of Account mirrored onto the person's read-only Contact.
+# Person-account fields of Account mirrored onto the person's read-only Contact. As in a real
+# org, the person's mailing address is PersonMailing* (Billing* stays the account's own), and
+# title, department and other phone have Person* twins too.
 PERSON_CONTACT_MAP = {
     "FirstName": "FirstName",
     "LastName": "LastName",
@@ -391,17 +401,35 @@ PERSON_CONTACT_MAP = {
     "PersonEmail": "Email",
     "PersonMobilePhone": "MobilePhone",
     "PersonHomePhone": "HomePhone",
+    "PersonOtherPhone": "OtherPhone",
     "Phone": "Phone",
-    "BillingStreet": "MailingStreet",
-    "BillingCity": "MailingCity",
-    "BillingState": "MailingState",
-    "BillingPostalCode": "MailingPostalCode",
-    "BillingCountry": "MailingCountry",
+    "PersonTitle": "Title",
+    "PersonDepartment": "Department",
+    "PersonMailingStreet": "MailingStreet",
+    "PersonMailingCity": "MailingCity",
+    "PersonMailingState": "MailingState",
+    "PersonMailingPostalCode": "MailingPostalCode",
+    "PersonMailingCountry": "MailingCountry",
     "OwnerId": "OwnerId",
     "Description": "Description",
 }
 PERSON_ONLY_FIELDS = frozenset(
-    {"FirstName", "LastName", "Salutation", "PersonEmail", "PersonMobilePhone", "PersonHomePhone"}
+    {
+        "FirstName",
+        "LastName",
+        "Salutation",
+        "PersonEmail",
+        "PersonMobilePhone",
+        "PersonHomePhone",
+        "PersonOtherPhone",
+        "PersonTitle",
+        "PersonDepartment",
+        "PersonMailingStreet",
+        "PersonMailingCity",
+        "PersonMailingState",
+        "PersonMailingPostalCode",
+        "PersonMailingCountry",
+    }
 )
 
 
