@@ -264,6 +264,11 @@ def test_a_second_crowded_past_the_cap_is_read_both_ways() -> None:
     seen = ids_of(records)
     assert sorted(seen) == sorted(ids + later)
     assert len(seen) == len(set(seen))
+    # and the cursor knows how many contacts exist up to its watermark
+    _, cursor, _ = read_all(env.connector, STREAM, None)
+    tally = CursorState.load(cursor or "").tally
+    assert tally is not None
+    assert tally.count == 46
 
 
 def test_a_second_holding_more_than_two_capped_queries_is_an_error() -> None:
@@ -308,6 +313,9 @@ def test_a_full_scan_resumes_from_its_cursor_without_claiming_completeness(env: 
     # Then it reads the rest, not flagged as a full scan (absence would wrongly mean deleted)
     assert sorted(ids_of(first.records) + ids_of(records)) == sorted(ids)
     assert not any(p.full_scan for p in pages)
+    tally = CursorState.load(cursor or "").tally
+    assert tally is not None
+    assert tally.count == 12
     # and afterwards reads are incremental again
     env.advance(5)
     env.edit(ids[0], information="changed")
@@ -335,6 +343,86 @@ def test_reconciliation_rescans_after_the_interval_and_misses_deleted_contacts()
     # and the next read is incremental again
     _, _, pages = read_all(env.connector, STREAM, cursor)
     assert not any(p.full_scan for p in pages)
+
+
+def test_a_delete_brings_the_reconciliation_forward(env: Env) -> None:
+    # Given a synced company, its last full scan two hours ago
+    ids = env.seed_n(5)
+    _, cursor, _ = read_all(env.connector, STREAM, None)
+    env.advance(7200)
+    # When a user deletes one contact (and creates and edits others)
+    env.delete(ids[3])
+    new = env.seed_n(2)
+    env.edit(ids[0], information="edited")
+    records, cursor, pages = read_all(env.connector, STREAM, cursor)
+    # Then the read is a full scan: the engine finds the delete by absence now, not in a day
+    assert all(p.full_scan for p in pages)
+    assert sorted(ids_of(records)) == sorted([*ids[:3], ids[4], *new])
+    # and the count is right again: the next reads are incremental
+    env.advance(7200)
+    _, _, pages = read_all(env.connector, STREAM, cursor)
+    assert not any(p.full_scan for p in pages)
+
+
+def test_creates_and_updates_never_look_like_deletes(env: Env) -> None:
+    # Given a synced company
+    ids = env.seed_n(4)
+    _, cursor, _ = read_all(env.connector, STREAM, None)
+    for round_number in range(4):
+        env.advance(7200)
+        # When contacts are created, edited, and one created since is deleted again
+        fresh = env.seed_n(3)
+        env.edit(ids[round_number], information=f"round {round_number}")
+        env.advance(1)
+        env.edit(fresh[0], company_name="Sabre")
+        env.delete(fresh[2])
+        records, cursor, pages = read_all(env.connector, STREAM, cursor)
+        # Then every round stays incremental and sees the changes
+        assert not any(p.full_scan for p in pages), round_number
+        assert {ids[round_number], fresh[0], fresh[1]} <= set(ids_of(records))
+    assert env.connector.stats.by_endpoint["contacts.list"] == 2 + 4 * 2
+    # and the contacts created on the way are counted: deleting one is seen
+    env.advance(7200)
+    env.delete(fresh[1])
+    _, _, pages = read_all(env.connector, STREAM, cursor)
+    assert all(p.full_scan for p in pages)
+
+
+def test_a_contact_created_in_the_watermark_second_is_counted_by_the_next_read(
+    env: Env,
+) -> None:
+    # Given a full scan, and a contact created later within the same second
+    env.seed_n(2)
+    _, cursor, _ = read_all(env.connector, STREAM, None)
+    [late] = env.seed_n(1)
+    env.advance(7200)
+    _, cursor, pages = read_all(env.connector, STREAM, cursor)
+    assert not any(p.full_scan for p in pages)
+    # When that contact is deleted
+    env.delete(late)
+    env.advance(7200)
+    _, _, pages = read_all(env.connector, STREAM, cursor)
+    # Then the count shows it
+    assert all(p.full_scan for p in pages)
+
+
+def test_the_delete_check_waits_for_its_interval_and_can_be_off(env: Env) -> None:
+    ids = env.seed_n(3)
+    _, cursor, _ = read_all(env.connector, STREAM, None)
+    env.advance(600)
+    env.delete(ids[0])
+    # Within the interval since the last full scan: no check, no scan
+    before = env.connector.stats.requests
+    _, cursor, pages = read_all(env.connector, STREAM, cursor)
+    assert not any(p.full_scan for p in pages)
+    assert env.connector.stats.requests - before == 1
+    # Switched off: never a check
+    env.advance(7200)
+    _, _, pages = read_all(env.rebuild(delete_rescan_minutes=""), STREAM, cursor)
+    assert not any(p.full_scan for p in pages)
+    # On, after the interval: the delete is found
+    _, _, pages = read_all(env.rebuild(), STREAM, cursor)
+    assert all(p.full_scan for p in pages)
 
 
 def test_a_cursor_from_elsewhere_is_refused(env: Env) -> None:

@@ -228,25 +228,35 @@ def test_a_hub_contact_is_created_in_aircall_once(world: World) -> None:
     assert world.env.count() == 1
 
 
+@pytest.mark.parametrize("found_by", ["count", "reconciliation"])
 @pytest.mark.parametrize("from_provider", [False, True])
-def test_a_delete_in_aircall_is_found_by_reconciliation(world: World, from_provider: bool) -> None:
+def test_a_delete_in_aircall_reaches_the_hub(
+    world: World, from_provider: bool, found_by: str
+) -> None:
     # Given a hub contact synced to Aircall, and another Aircall contact
     number = phone()
     world.hub_create("c-hub-2", "Holly", "Flax", number)
     [other] = world.env.seed([contact_json()])
     world.run()
     world.set_auto_removal(from_provider)
+    if found_by == "reconciliation":
+        world.env.rebuild(delete_rescan_minutes="")  # only the daily full scan finds deletes
     remote_id = world.link_of("c-hub-2").remote_id
     world.env.advance(600)
-    # When a user deletes it in Aircall (no tombstone: the incremental read cannot see it)
+    world.run()  # the created contact is read back (and counted)
+    world.env.advance(600)
+    # When a user deletes it in Aircall (no tombstone: an incremental read cannot see it)
     world.env.delete(remote_id)
     world.env.advance(600)
-    quiet = world.run()
+    quiet = world.run()  # within the hour after the last full scan: not looked for yet
     assert quiet.spokes[ACCOUNT].archived == quiet.spokes[ACCOUNT].restored == 0
-    # and the periodic reconciliation comes round
-    world.env.advance(timedelta(hours=24).total_seconds())
+    world.env.advance(3000)
+    if found_by == "reconciliation":
+        quiet = world.run()
+        assert quiet.spokes[ACCOUNT].archived == quiet.spokes[ACCOUNT].restored == 0
+        world.env.advance(timedelta(hours=24).total_seconds())
     report = world.run()
-    # Then
+    # Then a full scan ran and found it gone
     spoke = report.spokes[ACCOUNT]
     assert spoke.full_scan
     hub = world.store.get(HubContact, ORG, "c-hub-2")

@@ -5,7 +5,8 @@
 - ``account.config`` (all optional): ``api_base`` (default ``https://api.aircall.io/v1``),
   ``webhook_url`` and ``webhook_name`` (``prepare()`` registers the contact.* webhook there),
   ``rate_limit_per_minute`` (120), ``requests_per_minute`` (our budget; default the limit less
-  ``headroom``, 0.25), ``reconcile_hours`` (24), ``per_page`` (50), ``query_cap`` (10000),
+  ``headroom``, 0.25), ``reconcile_hours`` (24), ``delete_rescan_minutes`` (60; empty or
+  ``off``: deletes wait for the periodic full scan), ``per_page`` (50), ``query_cap`` (10000),
   ``default_region`` (US), ``timeout_seconds`` (30), ``ca_bundle``;
 - ``secrets``: ``api_id`` + ``api_token`` (Basic), or ``access_token`` (OAuth bearer); plus
   ``webhook_id`` / ``webhook_token``, which ``prepare()`` writes back through

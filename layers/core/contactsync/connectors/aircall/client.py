@@ -53,6 +53,9 @@ class AircallConfig(BaseModel):
     headroom: float = Field(default=0.25, ge=0.0, lt=1.0)
     # A full scan (which finds deletes by absence) when the last one is older than this.
     reconcile_hours: float = Field(default=24.0, gt=0)
+    # Contacts deleted since the last read (seen in a count) bring the full scan forward, at
+    # most this often; None (an empty value) turns the check off.
+    delete_rescan_minutes: float | None = Field(default=60.0, ge=0)
     per_page: int = Field(default=50, ge=1, le=50)
     query_cap: int = Field(default=10_000, ge=1)
     default_region: str = "US"
@@ -75,7 +78,10 @@ class AircallConfig(BaseModel):
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, str]) -> AircallConfig:
-        return cls.model_validate({k: v for k, v in config.items() if v != ""})
+        values: dict[str, str | None] = {k: v for k, v in config.items() if v != ""}
+        if config.get("delete_rescan_minutes") in ("", "off"):
+            values["delete_rescan_minutes"] = None
+        return cls.model_validate(values)
 
     def budget(self, limit: int | None = None) -> float:
         if self.requests_per_minute is not None:

@@ -2,8 +2,9 @@
 
 Reads: full scans by creation-date keyset (under the 10,000-record cap) and incremental reads
 by ``updated_at`` (see ``paging.py``); Aircall keeps no tombstones, so a full scan runs again
-whenever the last complete one is older than ``reconcile_hours`` and the engine finds deletes
-by absence; ``contact.deleted`` webhooks report them sooner (``parse_webhook``).
+whenever the last complete one is older than ``reconcile_hours``, or sooner when a count
+shows contacts gone, and the engine finds deletes by absence; ``contact.deleted`` webhooks
+report them as records too (``parse_webhook``).
 
 Writes: one request per operation (Aircall has no batch endpoints), paced under the company's
 shared rate limit. Aircall accepts duplicates, so a create first searches by phone number and
@@ -18,6 +19,7 @@ details, never removing a contact's last phone number.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -73,6 +75,8 @@ from contactsync.connectors.base import (
 from contactsync.connectors.http import Clock, SystemClock
 from contactsync.domain.accounts import Provider
 from contactsync.domain.sync import FieldRule
+
+log = logging.getLogger(__name__)
 
 # After one of these, the rest of a batch is not attempted: it would fail the same way, and
 # more requests into a throttled or failing API only make it worse.
@@ -160,6 +164,9 @@ class AircallConnector(Connector):
             yield from self._full_scan(state, resumed=True)
         elif state is None or self._reconciliation_due(state):
             yield from self._full_scan(state, resumed=False)
+        elif self._deletes_since(state):
+            log.info("aircall contacts were deleted since the last read: full scan")
+            yield from self._full_scan(state, resumed=False)
         else:
             yield from self._incremental(state)
 
@@ -194,6 +201,21 @@ class AircallConnector(Connector):
         age = self.clock.now().timestamp() - state.reconciled
         return age >= self.config.reconcile_hours * 3600
 
+    def _deletes_since(self, state: CursorState) -> bool:
+        """Whether contacts we read were deleted since: the number created at or before the
+        watermark only falls through deletes (one request). A delete found this way brings
+        the reconciliation forward, at most once per ``delete_rescan_minutes``; until then the
+        count stays short and the next read checks again. A contact.deleted webhook that
+        triggers a pull is answered this way too."""
+        if state.tally is None or self.config.delete_rescan_minutes is None:
+            return False
+        if state.reconciled is not None:
+            since = self.clock.now().timestamp() - state.reconciled
+            if since < self.config.delete_rescan_minutes * 60:
+                return False
+        scanner = Scanner(self.api, self.config.per_page, self.config.query_cap)
+        return scanner.created_up_to(state.tally.second) < state.tally.count
+
     def _full_scan(self, state: CursorState | None, *, resumed: bool) -> Iterator[ChangePage]:
         """A complete read. A scan resumed from a cursor (the previous run stopped mid-way)
         is not flagged ``full_scan``: the records it read before the stop are not in this
@@ -209,9 +231,11 @@ class AircallConnector(Connector):
         region = self.config.default_region
         for page in scanner.pages(start):
             if page.done:
-                after = CursorState(start.watermark, start.started)
+                after = CursorState(start.watermark, start.started, tally=page.position.tally)
             else:
-                after = CursorState(previous.watermark, previous.reconciled, page.position)
+                after = CursorState(
+                    previous.watermark, previous.reconciled, page.position, previous.tally
+                )
             yield ChangePage(
                 records=[to_record(c, region) for c in page.contacts],
                 cursor=after.dump(),
@@ -222,9 +246,11 @@ class AircallConnector(Connector):
     def _incremental(self, state: CursorState) -> Iterator[ChangePage]:
         region = self.config.default_region
         for page in incremental_pages(
-            self.api, state.watermark, self.config.per_page, self.config.query_cap
+            self.api, state.watermark, state.tally, self.config.per_page, self.config.query_cap
         ):
-            cursor = CursorState(page.watermark, state.reconciled).dump() if page.done else None
+            cursor = None
+            if page.done:
+                cursor = CursorState(page.watermark, state.reconciled, tally=page.tally).dump()
             yield ChangePage(
                 records=[to_record(c, region) for c in page.contacts],
                 cursor=cursor,

@@ -20,13 +20,18 @@ Aircall pages by offset, computed live at each request, and no query reaches pas
   one, which ``meta.total`` going down reveals: the walk then starts over. Reaching the cap
   before the watermark means more changes than one query can list: CursorExpired, and the
   engine does a full scan.
+- **Deletes** leave no trace, but they lower ``meta.total`` of a fixed creation window: the
+  cursor keeps how many contacts created at or before a second we know of (the ``Tally``), and
+  one ``per_page=1`` request before an incremental read tells whether some are gone, which
+  brings the full scan (and the engine's reconciliation by absence) forward. A contact created
+  and deleted between two reads was never counted: only the periodic full scan finds it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from contactsync.connectors.aircall.client import AircallApi
@@ -37,39 +42,114 @@ CURSOR_VERSION = 1
 MAX_RESTARTS = 3  # incremental walks restarted because deletes shifted the pages
 
 
+MAX_EDGE = 200  # ids kept for the watermark's second (more: the delete check waits for a scan)
+
+
+@dataclass
+class Tally:
+    """How many contacts created at or before ``second`` we know of. Aircall's ``meta.total``
+    for that fixed creation window can only fall through deletes, so a lower total means a
+    contact we read is gone. ``edge`` holds the ids of ``second`` itself already counted: the
+    second may not have been over when we counted, and a contact created later in it is
+    counted by the next read."""
+
+    second: int
+    count: int = 0
+    edge: set[int] = field(default_factory=set)
+
+    def add(self, contact: RawContact) -> None:
+        """Counts a contact a full scan returned (each is returned once)."""
+        if contact.created_at < self.second:
+            self.count += 1
+        elif contact.created_at == self.second and contact.id not in self.edge:
+            self.count += 1
+            self.edge.add(contact.id)
+
+    def advanced(self, walked: dict[int, int], second: int) -> Tally:
+        """The tally at ``second`` after an incremental walk that returned ``walked``
+        (id -> created_at of every contact it returned). Every contact created since our
+        second has been updated since, so the walk returned it, unless it was created after
+        the walk passed: then its creation second is the new one or later, and it is counted
+        next time."""
+        added = sum(
+            1
+            for cid, created in walked.items()
+            if created > self.second or (created == self.second and cid not in self.edge)
+        )
+        edge = {cid for cid, created in walked.items() if created == second}
+        if second == self.second:
+            edge |= self.edge
+        return Tally(second, self.count + added, edge)
+
+    def to_json(self) -> dict[str, Any] | None:
+        if len(self.edge) > MAX_EDGE:
+            return None
+        return {"s": self.second, "n": self.count, "e": sorted(self.edge)}
+
+    @classmethod
+    def from_json(cls, raw: object) -> Tally | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise TypeError("tally")
+        edge = raw["e"]
+        if not isinstance(edge, list) or not all(isinstance(i, int) for i in edge):
+            raise TypeError("edge")
+        return cls(int(raw["s"]), int(raw["n"]), set(edge))
+
+
 @dataclass
 class ScanPosition:
     """Where a full scan stands: the creation second it reached and the ids of that second it
-    already returned."""
+    already returned, and the tally of what it returned so far."""
 
     after: int
     seen: list[int]
     watermark: int  # the newest updated_at when the scan began (server time)
     started: float  # when the scan began (our clock, UNIX seconds)
+    tally: Tally | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"after": self.after, "seen": self.seen, "wm": self.watermark, "t": self.started}
+        return {
+            "after": self.after,
+            "seen": self.seen,
+            "wm": self.watermark,
+            "t": self.started,
+            "tally": self.tally.to_json() if self.tally is not None else None,
+        }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ScanPosition:
         seen = raw["seen"]
         if not isinstance(seen, list) or not all(isinstance(i, int) for i in seen):
             raise TypeError("seen")
-        return cls(int(raw["after"]), seen, int(raw["wm"]), float(raw["t"]))
+        return cls(
+            int(raw["after"]),
+            seen,
+            int(raw["wm"]),
+            float(raw["t"]),
+            Tally.from_json(raw.get("tally")),
+        )
 
 
 @dataclass
 class CursorState:
     """The opaque cursor, as JSON: ``watermark`` (incremental reads return contacts updated at
-    or after it), ``reconciled`` (when the last complete full scan began, our clock) and the
-    position of a full scan under way."""
+    or after it), ``reconciled`` (when the last complete full scan began, our clock), the
+    ``tally`` that reveals deletes, and the position of a full scan under way."""
 
     watermark: int = 0
     reconciled: float | None = None
     scan: ScanPosition | None = None
+    tally: Tally | None = None
 
     def dump(self) -> str:
-        body: dict[str, Any] = {"v": CURSOR_VERSION, "wm": self.watermark, "rc": self.reconciled}
+        body: dict[str, Any] = {
+            "v": CURSOR_VERSION,
+            "wm": self.watermark,
+            "rc": self.reconciled,
+            "tally": self.tally.to_json() if self.tally is not None else None,
+        }
         if self.scan is not None:
             body["scan"] = self.scan.to_json()
         return json.dumps(body, separators=(",", ":"))
@@ -87,6 +167,7 @@ class CursorState:
                 watermark=int(body["wm"]),
                 reconciled=None if reconciled is None else float(reconciled),
                 scan=ScanPosition.from_json(scan) if scan is not None else None,
+                tally=Tally.from_json(body.get("tally")),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise CursorExpired("unreadable_cursor", "not a cursor of this connector") from exc
@@ -107,6 +188,10 @@ class Scanner:
     per_page: int
     cap: int
 
+    def created_up_to(self, second: int) -> int:
+        """How many contacts were created at or before ``second`` (one request)."""
+        return self.api.list_contacts(to=second, per_page=1, page=1).meta.total
+
     def newest_update(self) -> int:
         """The newest ``updated_at`` now (0 for an empty company): the incremental watermark
         a scan hands over, in the server's clock."""
@@ -114,7 +199,10 @@ class Scanner:
         return page.contacts[0].updated_at if page.contacts else 0
 
     def pages(self, start: ScanPosition) -> Iterator[ScanPage]:
+        """Pages from ``start``; each carries the position after it (crowded seconds: before
+        it) with the tally of the contacts returned up to there."""
         after, seen = start.after, set(start.seen)
+        tally = _copy(start.tally) if start.tally else Tally(start.watermark)
         while True:
             page = self._window(after, None, "asc", 1)
             contacts = page.contacts
@@ -122,7 +210,13 @@ class Scanner:
             more = page.more or page.meta.total > len(contacts)
             if more and top == after:
                 # More contacts created in second ``after`` than a page holds.
-                yield from self._crowded(after, seen, start)
+                before = ScanPosition(
+                    after, sorted(seen), start.watermark, start.started, _copy(tally)
+                )
+                for crowded in self._crowded(after, seen, before):
+                    for contact in crowded.contacts:
+                        tally.add(contact)
+                    yield crowded
                 after, seen = after + 1, set()
                 continue
             if top < after:
@@ -132,7 +226,11 @@ class Scanner:
                 seen = set()
             seen.update(c.id for c in contacts if c.created_at == top)
             after = top
-            position = ScanPosition(after, sorted(seen), start.watermark, start.started)
+            for contact in fresh:
+                tally.add(contact)
+            position = ScanPosition(
+                after, sorted(seen), start.watermark, start.started, _copy(tally)
+            )
             yield ScanPage(fresh, position, done=not more)
             if not more:
                 return
@@ -146,11 +244,10 @@ class Scanner:
             **{"from": lo, "to": hi},
         )
 
-    def _crowded(self, second: int, seen: set[int], start: ScanPosition) -> Iterator[ScanPage]:
+    def _crowded(self, second: int, seen: set[int], before: ScanPosition) -> Iterator[ScanPage]:
         """Every contact created in ``second``: by offset ascending, and when the second holds
         more than the cap, descending as well. Pages carry the position before the second, so
         a resumed scan reads it again (deduplicated downstream as echoes)."""
-        before = ScanPosition(second, sorted(seen), start.watermark, start.started)
         got = set(seen)
         total = 0
         for order in ("asc", "desc"):
@@ -165,11 +262,14 @@ class Scanner:
                     break
             if total <= self.cap or len(got) >= total:
                 return
-        if len(got) < total:
-            raise TransientError(
-                "crowded_second",
-                f"{total} contacts share one creation second: more than two capped queries reach",
-            )
+        raise TransientError(
+            "crowded_second",
+            f"{total} contacts share one creation second: more than two capped queries reach",
+        )
+
+
+def _copy(tally: Tally) -> Tally:
+    return Tally(tally.second, tally.count, set(tally.edge))
 
 
 @dataclass
@@ -177,13 +277,15 @@ class IncrementalPage:
     contacts: list[RawContact]
     done: bool
     watermark: int  # the watermark to store once the last page is committed
+    tally: Tally | None = None  # on the last page: the tally to store with it
 
 
 def incremental_pages(
-    api: AircallApi, watermark: int, per_page: int, cap: int
+    api: AircallApi, watermark: int, tally: Tally | None, per_page: int, cap: int
 ) -> Iterator[IncrementalPage]:
     """Contacts updated at or after ``watermark``, newest first, each once."""
     seen: set[int] = set()
+    walked: dict[int, int] = {}  # id -> created_at, of those created at or after the watermark
     newest = watermark
     restarts = 0
     number = 1
@@ -204,12 +306,14 @@ def incremental_pages(
             if contact.id not in seen:
                 seen.add(contact.id)
                 batch.append(contact)
+                if contact.created_at >= watermark:
+                    walked[contact.id] = contact.created_at
         if shifted:
             # A delete moved records to pages already read: one may have been skipped.
             restarts += 1
             if restarts > MAX_RESTARTS:
                 # Keep the old watermark: the next read walks this stretch again.
-                yield IncrementalPage(batch, done=True, watermark=watermark)
+                yield IncrementalPage(batch, done=True, watermark=watermark, tally=tally)
                 return
             if batch:
                 yield IncrementalPage(batch, done=False, watermark=watermark)
@@ -219,7 +323,8 @@ def incremental_pages(
         if not reached and not page.more and not end_of_list:
             raise CursorExpired("too_many_changes", f"more changes than a query lists ({cap})")
         if reached or not page.more:
-            yield IncrementalPage(batch, done=True, watermark=newest)
+            after = tally.advanced(walked, newest) if tally is not None else None
+            yield IncrementalPage(batch, done=True, watermark=newest, tally=after)
             return
         yield IncrementalPage(batch, done=False, watermark=watermark)
         number += 1
