@@ -4,11 +4,15 @@ with every error documented as RFC 9457 problem+json."""
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from contactsync.api.context import ApiContext
@@ -26,7 +30,7 @@ DESCRIPTION = (
 
 
 def build_app(ctx: ApiContext) -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = Resolver(enable_validation=True)
     app.configure_openapi(
         title=TITLE,
         version=VERSION,
@@ -37,6 +41,10 @@ def build_app(ctx: ApiContext) -> APIGatewayHttpResolver:
     @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
     def _invalid(exc: RequestValidationError) -> Response[Any]:
         return _validation_problem(list(exc.errors()))
+
+    @app.exception_handler(RequestUnsupportedContentType)  # type: ignore[untyped-decorator]
+    def _media(exc: RequestUnsupportedContentType) -> Response[Any]:
+        return problem(415, "Send the body as application/json.", code="unsupported_media_type")
 
     @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
     def _error(exc: Exception) -> Response[Any]:
@@ -62,6 +70,53 @@ def build_app(ctx: ApiContext) -> APIGatewayHttpResolver:
     if ctx.settings.swagger:
         app.enable_swagger(path="/docs", title=TITLE)
     return app
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Routes that take provider payloads as they come (SOAP, JSON with any content type).
+_RAW_PREFIXES = ("/webhooks/",)
+
+
+class Resolver(APIGatewayHttpResolver):
+    """The HTTP API resolver, refusing non-JSON bodies on the management routes with a 415
+    before any parser runs (Powertools would try its form and multipart decoders on them)."""
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        refused = _media_refusal(event)
+        if refused is not None:
+            return refused
+        return super().resolve(event, context)
+
+
+def _media_refusal(event: dict[str, Any]) -> dict[str, Any] | None:
+    http = (event.get("requestContext") or {}).get("http") or {}
+    path = str(event.get("rawPath") or http.get("path") or "")
+    if http.get("method") not in _BODY_METHODS or path.startswith(_RAW_PREFIXES):
+        return None
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if not event.get("body"):
+        return None
+    if media != "application/json":
+        return _refusal(415, "unsupported_media_type", "Send the body as application/json.")
+    if event.get("isBase64Encoded"):
+        try:
+            base64.b64decode(event["body"]).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return _refusal(400, "malformed_body", "The body is not UTF-8 JSON.")
+    return None
+
+
+def _refusal(status: int, code: str, detail: str) -> dict[str, Any]:
+    title = "Unsupported Media Type" if status == 415 else "Bad Request"
+    body = Problem(title=title, status=status, code=code, detail=detail)
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": PROBLEM_JSON},
+        "body": body.model_dump_json(exclude_none=True),
+        "isBase64Encoded": False,
+        "cookies": [],
+    }
 
 
 _PROBLEM_RESPONSE = {

@@ -98,9 +98,13 @@ class ConnectStarted(BaseModel):
     expires_at: datetime
 
 
+# Aircall's API ids and tokens are printable ASCII (they travel in a Basic auth header).
+ApiKeyPart = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[!-~]+$")]
+
+
 class AircallKeyConnect(In):
-    api_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    api_token: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    api_id: ApiKeyPart
+    api_token: ApiKeyPart
     address: Annotated[str, StringConstraints(min_length=1, max_length=254)] = Field(
         default="Aircall", description="The phone-system company's name"
     )
@@ -112,8 +116,8 @@ class Connected(BaseModel):
 
 
 class Reconnect(In):
-    api_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    api_token: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    api_id: ApiKeyPart | None = None
+    api_token: ApiKeyPart | None = None
 
 
 class Reconnected(BaseModel):

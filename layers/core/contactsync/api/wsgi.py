@@ -21,6 +21,7 @@ import requests
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3.response import HTTPResponse
 
 from contactsync.api.problems import PROBLEM_JSON, Problem
 
@@ -180,6 +181,14 @@ class WsgiTransport(BaseAdapter):
         response = requests.Response()
         response.status_code = int(captured["status"].split(" ", 1)[0])
         response.headers = CaseInsensitiveDict(dict(captured["headers"]))
+        # A real urllib3 response, for clients that read response.raw (headers, streaming).
+        response.raw = HTTPResponse(
+            body=io.BytesIO(content),
+            headers=dict(captured["headers"]),
+            status=response.status_code,
+            preload_content=False,
+            decode_content=False,
+        )
         response._content = content
         response.url = request.url or ""
         response.request = request
