@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -14,6 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from contactsync.api.context import ApiContext
 from contactsync.api.problems import PROBLEM_JSON, Problem, dumps, from_exception, problem
@@ -81,14 +83,14 @@ class Resolver(APIGatewayHttpResolver):
     """The HTTP API resolver, refusing non-JSON bodies on the management routes with a 415
     before any parser runs (Powertools would try its form and multipart decoders on them)."""
 
-    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         refused = _media_refusal(event)
         if refused is not None:
             return refused
         return super().resolve(event, context)
 
 
-def _media_refusal(event: dict[str, Any]) -> dict[str, Any] | None:
+def _media_refusal(event: Mapping[str, Any]) -> dict[str, Any] | None:
     http = (event.get("requestContext") or {}).get("http") or {}
     path = str(event.get("rawPath") or http.get("path") or "")
     if http.get("method") not in _BODY_METHODS or path.startswith(_RAW_PREFIXES):
