@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from contactsync.connectors.aircall import STREAM
+from contactsync.connectors.aircall.models import representable
 from contactsync.connectors.base import ContactFields, Create
 from contactsync.domain import (
     AutoRemoval,
@@ -381,6 +382,7 @@ def test_plan_for_aircall_leaves_out_numbers_it_cannot_hold() -> None:
         owner_user_id="u-1",
         pull_fields=frozenset({"given_name", "phones"}),
         push_fields=frozenset({"given_name", "phones"}),
+        fit=representable,
     )
     # When a create is planned, then only the number Aircall can hold is sent
     created = plan(contact, [], view, {ACCOUNT: view}).mutation

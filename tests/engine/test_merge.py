@@ -332,3 +332,33 @@ def test_mass_delete_breaker(vanished: int, linked: int, threshold: float) -> No
 
 def test_hub_contact_model_used_by_factories_is_valid() -> None:
     assert isinstance(f.contact(), HubContact)
+
+
+def _one_email(fields: ContactFields) -> ContactFields:
+    """A provider with room for one email (a Salesforce Contact's Email field)."""
+    if fields.emails is None:
+        return fields
+    return fields.model_copy(update={"emails": fields.emails[:1]})
+
+
+def test_a_provider_without_room_does_not_erase_what_it_cannot_hold() -> None:
+    contact = f.contact(contact_id="c-1", emails=["pam@dundermifflin.com", "pam@home.example"])
+    crm = spoke(fit=_one_email)
+    # Salesforce reports its one email: the second one, which it never had room for, stays.
+    seen = merge(contact, record(minutes=5, emails=(contact.emails[0],)), crm, now=T0)
+    assert seen.contact.email_keys() == ["pam@dundermifflin.com", "pam@home.example"]
+    # Salesforce changes its email: the primary is replaced, the other kept.
+    new = EmailAddress(address="pam.beesly@dundermifflin.com")
+    changed = merge(contact, record(minutes=9, emails=(new,)), crm, now=T0).contact
+    assert changed.email_keys() == ["pam.beesly@dundermifflin.com", "pam@home.example"]
+
+
+def test_plans_compare_only_what_the_provider_can_hold() -> None:
+    contact = f.contact(contact_id="c-1", emails=["pam@dundermifflin.com", "pam@home.example"])
+    crm = spoke(fit=_one_email)
+    created = plan(contact, [], crm, {"acc-sf": crm})
+    assert isinstance(created.mutation, Create)
+    assert [e.key for e in created.mutation.fields.emails or ()] == ["pam@dundermifflin.com"]
+    snap = snapshot(_one_email(hub_fields(contact, crm.push_fields)))
+    link = f.link(contact_id="c-1", snapshot=snap, fingerprint=fingerprint(snap))
+    assert plan(contact, [link], crm, {"acc-sf": crm}).mutation is None

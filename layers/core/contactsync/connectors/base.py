@@ -242,6 +242,14 @@ class Connector(ABC):
         """After an uncertain create: the record it may have created (by the stamped hub id, or
         a search), so that the create is never repeated blindly."""
 
+    def representable(self, fields: ContactFields) -> ContactFields:
+        """What this provider can hold of ``fields``, as it would store them: Outlook keeps 3
+        emails, a Salesforce Contact one email and a phone per label, Aircall only numbers in
+        international form. Pure (no I/O): the engine plans and compares pushes through it, so
+        a value the provider cannot hold is neither re-sent every round nor lost from the hub
+        when the provider's copy comes back without it."""
+        return fields
+
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """One-time setup for a connected account (create the Outlook folder and category, the
         Google label, register webhooks). Idempotent."""

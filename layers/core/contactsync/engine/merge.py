@@ -16,12 +16,13 @@ replaces the hub's when it wins under the spoke's conflict policy:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from contactsync.connectors.base import RemoteRecord
+from contactsync.connectors.base import ContactFields, RemoteRecord
 from contactsync.domain.accounts import Provider
 from contactsync.domain.changelog import FieldChange
 from contactsync.domain.contact import ContactField, FieldProvenance, HubContact
@@ -59,6 +60,11 @@ class SpokeView:
     owner_shares_contacts: bool = False
     sync_id: str = ""
     mass_delete_threshold: float = 0.2
+    # What the provider can hold of a set of fields (Connector.representable); None: anything.
+    fit: Callable[[ContactFields], ContactFields] | None = field(default=None, compare=False)
+
+    def fitted(self, fields: ContactFields) -> ContactFields:
+        return self.fit(fields) if self.fit is not None else fields
 
     @property
     def mapped_fields(self) -> frozenset[ContactField]:
@@ -137,7 +143,7 @@ def merge(
 ) -> MergeOutcome:
     """Merges ``record`` into ``contact`` (which may be a fresh, empty contact). ``previous`` is
     the link's snapshot of the record as last synced (None for a record never seen). Pure."""
-    incoming = record.fields.only(spoke.pull_fields).provided()
+    incoming = _widened(contact, record.fields.only(spoke.pull_fields), spoke)
     updates: dict[str, Any] = {}
     provenance = dict(contact.provenance)
     changes: list[FieldChange] = []
@@ -188,6 +194,38 @@ def merge(
     validated = HubContact.model_validate(merged.model_dump())
     validated.__dict__["version"] = contact.version
     return MergeOutcome(validated, changes, kept, touched)
+
+
+_LISTS: tuple[ContactField, ...] = ("emails", "phones", "addresses")
+
+
+def _widened(
+    contact: HubContact, fields: ContactFields, spoke: SpokeView
+) -> dict[ContactField, Any]:
+    """The incoming values, with the hub's list entries the provider cannot hold appended: a
+    Salesforce Contact reporting its one email does not mean the person's other emails are
+    gone, only that Salesforce never had room for them."""
+    incoming = fields.provided()
+    if spoke.fit is None:
+        return incoming
+    held = spoke.fitted(hub_fields_of(contact, frozenset(n for n in _LISTS if n in incoming)))
+    for name in _LISTS:
+        value: tuple[Any, ...] | None = incoming.get(name)  # type: ignore[assignment]
+        if value is None:
+            continue
+        known = {_key(name, item) for item in tuple(getattr(held, name) or ()) + value}
+        extra = tuple(item for item in getattr(contact, name) if _key(name, item) not in known)
+        if extra:
+            incoming[name] = value + extra
+    return incoming
+
+
+def _key(name: ContactField, item: Any) -> str:
+    return json.dumps(canon(name, [item])[0], sort_keys=True)
+
+
+def hub_fields_of(contact: HubContact, names: frozenset[ContactField]) -> ContactFields:
+    return ContactFields(**{n: tuple(getattr(contact, n)) for n in names})  # type: ignore[arg-type]
 
 
 def _reason(policy: ConflictPolicy, previous: FieldProvenance | None) -> str:

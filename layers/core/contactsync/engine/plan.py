@@ -97,14 +97,10 @@ def _admits_new(
 
 
 def pushed_fields(contact: HubContact, spoke: SpokeView) -> ContactFields:
-    """The hub's values of the fields pushed to ``spoke``, as far as the provider can hold
-    them. Aircall stores phone numbers in international form only: a number without an E.164
-    form is neither sent nor compared, or it would be pushed again every round, or the link
-    would claim Aircall holds it and the record's next read would take it from the hub."""
-    fields = hub_fields(contact, spoke.push_fields)
-    if spoke.provider is Provider.AIRCALL and fields.phones is not None:
-        return fields.model_copy(update={"phones": tuple(p for p in fields.phones if p.e164)})
-    return fields
+    """The hub's values of the fields pushed to ``spoke``, as far as the provider can hold them
+    (``Connector.representable``): what cannot be held is neither sent nor compared, or it would
+    be pushed again every round."""
+    return spoke.fitted(hub_fields(contact, spoke.push_fields))
 
 
 def plan(

@@ -66,4 +66,5 @@ def build_view(
         owner_shares_contacts=bool(owner and owner.active and owner.sharing.email_contact_sync),
         sync_id=settings.id,
         mass_delete_threshold=settings.mass_delete_threshold,
+        fit=connector.representable,
     )

@@ -45,6 +45,7 @@ from contactsync.connectors.aircall.models import (
     email_key,
     phone_key,
     plan_details,
+    representable,
     same_person,
     text_payload,
     to_record,
@@ -110,6 +111,9 @@ class _Edit:
 
 class AircallConnector(Connector):
     provider = Provider.AIRCALL
+
+    def representable(self, fields: ContactFields) -> ContactFields:
+        return representable(fields)
 
     def __init__(
         self,

@@ -303,3 +303,11 @@ def same_person(raw: RawContact, fields: ContactFields) -> bool:
     return norm(raw.first_name) == norm(fields.given_name) and norm(raw.last_name) == norm(
         fields.family_name
     )
+
+
+def representable(fields: ContactFields) -> ContactFields:
+    """What Aircall can hold of ``fields``: phone numbers in international form only (a number
+    without an E.164 form, such as an extension typed in a CRM, cannot be stored)."""
+    if fields.phones is None:
+        return fields
+    return fields.model_copy(update={"phones": tuple(p for p in fields.phones if p.e164)})
