@@ -354,7 +354,12 @@ def test_a_provider_without_room_does_not_erase_what_it_cannot_hold() -> None:
 
 
 def test_plans_compare_only_what_the_provider_can_hold() -> None:
-    contact = f.contact(contact_id="c-1", emails=["pam@dundermifflin.com", "pam@home.example"])
+    entered = FieldProvenance(source="user:u-1", source_ts=T0, hub_version=1)
+    contact = f.contact(
+        contact_id="c-1",
+        emails=["pam@dundermifflin.com", "pam@home.example"],
+        provenance={"given_name": entered},  # created in the hub: a business contact
+    )
     crm = spoke(fit=_one_email)
     created = plan(contact, [], crm, {"acc-sf": crm})
     assert isinstance(created.mutation, Create)
