@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from contactsync.api.wsgi import ApiWsgi, WsgiTransport
 from contactsync.app.gallery import Actor, Gallery
 from contactsync.app.setup import Setup
 from contactsync.domain.accounts import ConnectedAccount, Provider
+from contactsync.domain.org import User
 from contactsync.local.cli import main
 from contactsync.local.connectors import connector_factory
 from contactsync.local.home import Home, LocalConfig
@@ -131,3 +133,35 @@ def test_a_phone_system_edit_reaches_the_hub_through_the_webhook(tmp_path: Path)
     found = Gallery(store).search(Actor.of(admin), "+1 570 555 0111")
     assert [(c.given_name, c.family_name) for c in found] == [("Stanley", "Hudson")]
     assert json.loads(json.dumps(scheduler.rounds)) == 2
+
+
+def test_concurrent_deliveries_each_see_their_own_body(home: Home, runtime: LocalRuntime) -> None:
+    """Powertools keeps the current event on a class attribute: the server must resolve one
+    request at a time, or one delivery is judged with another's body (a false duplicate)."""
+    store = home.store()
+    config = home.config()
+    admin = store.get(User, config.org_id, config.admin_user_id)
+    account, _ = Setup(store, home.secrets()).connect(
+        config.org_id,
+        admin,
+        Provider.MICROSOFT,
+        "michael@dundermifflin.com",
+        {},
+        {"refresh_token": "rt"},
+    )
+    state = runtime.ctx.graph_client_state(config.org_id, account.id)
+    url = f"{runtime.url}/webhooks/microsoft/{config.org_id}/{account.id}"
+
+    def send(i: int) -> str:
+        note = {
+            "subscriptionId": "s",
+            "changeType": "updated",
+            "clientState": state,
+            "resourceData": {"id": f"c{i}"},
+        }
+        outcome: str = requests.post(url, json={"value": [note]}, timeout=30).json()["outcome"]
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(send, range(120)))
+    assert outcomes == ["accepted"] * 120

@@ -2,8 +2,10 @@
 Gateway HTTP API (payload 2.0) event the resolver expects, so `contactsync serve` runs exactly
 the routes the cloud runs. Stdlib only (the Lambda layer does not ship a web framework).
 
-The resolver keeps the current event on itself, so each server thread gets its own resolver
-(built once per thread from the same context)."""
+Powertools keeps the current event on a class attribute (``BaseRouter.current_event``), shared
+by every resolver of the process: resolving is therefore serialised by one process-wide lock.
+Reading the request body and writing the response happen outside it; the store serialises its
+writes anyway."""
 
 from __future__ import annotations
 
@@ -99,19 +101,27 @@ def _status(code: int) -> str:
         return f"{code} Status"
 
 
+# Powertools' resolvers share the current event through a class attribute: one at a time.
+RESOLVE_LOCK = threading.Lock()
+
+
 class ApiWsgi:
     """``ApiWsgi(lambda: build_app(ctx))``: a WSGI callable."""
 
     def __init__(self, factory: Callable[[], APIGatewayHttpResolver]) -> None:
         self.factory = factory
-        self._local = threading.local()
+        self._app: APIGatewayHttpResolver | None = None
 
     def resolver(self) -> APIGatewayHttpResolver:
-        app: APIGatewayHttpResolver | None = getattr(self._local, "app", None)
-        if app is None:
-            app = self.factory()
-            self._local.app = app
-        return app
+        with RESOLVE_LOCK:
+            if self._app is None:
+                self._app = self.factory()
+            return self._app
+
+    def resolve(self, event: dict[str, Any]) -> dict[str, Any]:
+        app = self.resolver()
+        with RESOLVE_LOCK:
+            return app.resolve(event, LOCAL_CONTEXT)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -127,7 +137,7 @@ class ApiWsgi:
             )
             return [payload]
         data = environ["wsgi.input"].read(length) if length else b""
-        result = self.resolver().resolve(event_from_environ(environ, data), LOCAL_CONTEXT)
+        result = self.resolve(event_from_environ(environ, data))
         raw = result.get("body") or ""
         payload = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
         headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]

@@ -190,6 +190,8 @@ class Scheduler:
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A burst of webhooks must not overflow the listen backlog (a dropped SYN costs 1 s).
+    request_queue_size = 256
 
 
 class _QuietHandler(WSGIRequestHandler):
