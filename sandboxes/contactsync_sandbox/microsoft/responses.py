@@ -283,6 +283,9 @@ class App(SandboxApp):
             self.subscriptions.tick()
         return self.webhooks.deliver_due()
 
+    def deliver_webhooks(self) -> int:
+        return self.deliver_due()
+
     def _deliver_endpoint(self) -> Response:
         delivered = self.deliver_due()
         return json_response({"delivered": delivered, "pending": self.webhooks.pending()})

@@ -297,8 +297,20 @@ class SalesforceSandbox(SandboxApp):
     def identity_url(self, user_id: str) -> str:
         return f"{self.base_url.rstrip('/')}/id/{self.org.credentials.org_id}/{user_id}"
 
+    def deliver_webhooks(self) -> int:
+        """For `sandbox up`'s delivery thread: the queue is flushed under the lock, the POSTs
+        go out without it (a receiver may call back)."""
+        with self.lock:
+            self._flush_outbound()
+        return self.dispatcher.deliver_due()
+
     def deliver_outbound(self) -> dict[str, int]:
         """Flushes queued notifications into SOAP messages and delivers what is due."""
+        enqueued = self._flush_outbound()
+        acked = self.dispatcher.deliver_due()
+        return {"enqueued": enqueued, "acked": acked, "pending": self.dispatcher.pending()}
+
+    def _flush_outbound(self) -> int:
         enqueued = 0
         base = self.base_url.rstrip("/")
         for message in self.outbound.values():
@@ -312,8 +324,7 @@ class SalesforceSandbox(SandboxApp):
                     content_type="text/xml; charset=utf-8",
                 )
                 enqueued += 1
-        acked = self.dispatcher.deliver_due()
-        return {"enqueued": enqueued, "acked": acked, "pending": self.dispatcher.pending()}
+        return enqueued
 
     def _queue_outbound(self, name: str, rec: Record, created: bool) -> None:
         types = {f.name: f.type for f in OBJECTS[name].fields}
