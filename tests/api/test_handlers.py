@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl
@@ -200,3 +201,14 @@ def test_webhook_function_serves_only_public_routes(cloud: Cloud) -> None:
         cloud.webhooks.handler(event("GET", "/me", claims=claims), LambdaContext())["statusCode"]
         == 404
     )
+
+
+EVENTS = sorted((Path(__file__).resolve().parents[2] / "events").glob("*_*.json"))
+
+
+@pytest.mark.parametrize("path", EVENTS, ids=lambda p: p.name)
+def test_sam_events_are_answered_without_a_server_error(cloud: Cloud, path: Path) -> None:
+    sample = json.loads(path.read_text(encoding="utf-8"))
+    module = cloud.webhooks if path.name.startswith("webhook_") else cloud.api
+    answer = module.handler(sample, LambdaContext())
+    assert 200 <= answer["statusCode"] < 500, answer
