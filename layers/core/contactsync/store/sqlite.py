@@ -68,6 +68,8 @@ class SQLiteStore(Store):
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA temp_store=MEMORY")
+            self._conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
             self._conn.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -169,7 +171,7 @@ class SQLiteStore(Store):
         entity = write.entity
         kind = type(entity)
         row = self._conn.execute(
-            "SELECT version, body FROM entities WHERE org=? AND kind=? AND id=?",
+            "SELECT version FROM entities WHERE org=? AND kind=? AND id=?",
             (entity.org_id, kind.kind, entity.id),
         ).fetchone()
         if write.expected_version is not None:
@@ -177,7 +179,15 @@ class SQLiteStore(Store):
             if actual != (write.expected_version or None):  # expected 0: must not exist
                 raise VersionConflict(kind.kind, entity.id, write.expected_version, actual)
         new = write.stored()
-        old_index = index_set(self._load(kind, row[1], row[0])) if row is not None else set()
+        old_index: set[tuple[str, str]] = set()
+        if row is not None:
+            # The stored index entries, not the stored body: no JSON to parse and validate.
+            old_index = set(
+                self._conn.execute(
+                    "SELECT name, value FROM entity_index WHERE org=? AND kind=? AND id=?",
+                    (new.org_id, kind.kind, new.id),
+                ).fetchall()
+            )
         new_index = index_set(new)
         expires = new.expires_at()
         self._conn.execute(
@@ -192,15 +202,19 @@ class SQLiteStore(Store):
                 expires.timestamp() if expires else None,
             ),
         )
-        for name, value in old_index - new_index:
-            self._conn.execute(
+        stale = old_index - new_index
+        if stale:
+            self._conn.executemany(
                 "DELETE FROM entity_index WHERE org=? AND kind=? AND name=? AND value=? AND id=?",
-                (new.org_id, kind.kind, name, value, new.id),
+                [(new.org_id, kind.kind, name, value, new.id) for name, value in stale],
             )
-        self._conn.executemany(
-            "INSERT OR IGNORE INTO entity_index (org, kind, name, value, id) VALUES (?,?,?,?,?)",
-            [(new.org_id, kind.kind, n, v, new.id) for n, v in new_index - old_index],
-        )
+        added = new_index - old_index
+        if added:
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO entity_index (org, kind, name, value, id) "
+                "VALUES (?,?,?,?,?)",
+                [(new.org_id, kind.kind, n, v, new.id) for n, v in added],
+            )
         self.stats.count("writes", kind.kind)
         return new
 
