@@ -15,6 +15,7 @@ import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,7 +52,11 @@ from contactsync.connectors.google.errors import (
 from contactsync.connectors.google.models import PERSON_FIELDS_MASK
 from contactsync.connectors.google.paging import SyncCursor
 from contactsync.domain import ConnectedAccount, EmailAddress, PhoneNumber, PostalAddress, Provider
+from contactsync.local.cli import sandbox_account
+from contactsync.local.connectors import connector_factory
+from contactsync.local.secrets import LocalSecretStore
 from contactsync_sandbox.core import VirtualClock, mount_sandbox
+from contactsync_sandbox.core.server import CertificateAuthority, HTTPSSandboxServer
 from contactsync_sandbox.google import App
 from tests.connectors.conformance import ConnectorConformance, Harness, new_fields, read_all
 
@@ -579,6 +584,27 @@ def test_a_create_is_stamped_labelled_and_returned(env: Env) -> None:
     assert result.version == stored["etag"]
 
 
+def test_hub_labels_become_google_types(env: Env) -> None:
+    # Given hub labels spelled as other systems spell them
+    fields = ContactFields(
+        given_name="Kevin",
+        emails=(EmailAddress(address="kevin@dundermifflin.com", label="Work"),),
+        phones=(
+            PhoneNumber.parse("+1 570 555 0101", "US", "Mobile"),
+            PhoneNumber.parse("+1 570 555 0102", "US", "work mobile"),
+            PhoneNumber.parse("+1 570 555 0103", "US", "Assistant"),
+        ),
+    )
+    # When created in Google
+    [result] = env.connector.apply(
+        STREAM, [Create(hub_id="c-types", fields=fields, object_type=STREAM)]
+    )
+    # Then Google's own types where they match, a custom type otherwise
+    stored = env.person(str(result.remote_id))
+    assert [e["type"] for e in stored["emailAddresses"]] == ["work"]
+    assert [p["type"] for p in stored["phoneNumbers"]] == ["mobile", "workMobile", "Assistant"]
+
+
 def test_creates_go_in_batches_of_two_hundred(env: Env) -> None:
     mutations = [
         Create(hub_id=f"c-bulk-{i}", fields=new_fields(i), object_type=STREAM) for i in range(450)
@@ -1080,6 +1106,36 @@ def test_a_ca_bundle_is_trusted_for_the_api_and_the_token_endpoint(tmp_path: Any
     connector = from_account(account(ca_bundle=str(ca)), secrets_of(env.app))
     assert connector.session.verify == str(ca)
     assert connector.session.trust_env is False
+
+
+def test_the_local_runtime_connects_over_https(tmp_path: Path) -> None:
+    # Given the sandbox served over HTTPS behind a throw-away CA, and an account set up the way
+    # ``contactsync init`` does it (config and secrets split from sandbox.json, the CA pinned)
+    authority = CertificateAuthority.create(tmp_path)
+    app = App(VirtualClock(), seed=11)
+    app.configure_quotas({"enabled": False})
+    server = HTTPSSandboxServer(app, authority, timeout_seconds=0.2).start()
+    try:
+        config, credentials, address = sandbox_account(Provider.GOOGLE, app.client_config())
+        config["ca_bundle"] = str(authority.ca_path)
+        store = LocalSecretStore(tmp_path / "secrets.json")
+        store.put("local:google", credentials)
+        built = connector_factory(store, clock=app.clock)(
+            account(**config).model_copy(update={"secret_ref": "local:google", "address": address})
+        )
+        app.seed({"count": 3, "seed": 1})
+        # When the connector built by the runtime reads and writes
+        records, cursor, _ = read_all(built, STREAM, None)
+        [created] = built.apply(
+            STREAM, [Create(hub_id="c-tls", fields=new_fields(1), object_type=STREAM)]
+        )
+    finally:
+        server.stop()
+    # Then it went through the pinned CA, token refresh included
+    assert len(records) == 3
+    assert cursor is not None
+    assert created.ok
+    assert address == "rep@example.com"
 
 
 # ---- the error table ---------------------------------------------------------------------------

@@ -235,6 +235,8 @@ class PeopleApi:
     # ---- people: reads ------------------------------------------------------------------------
 
     def connections(self, params: Mapping[str, str]) -> ConnectionsPage:
+        """One page; ``params`` may override the fields read (not in a sync: sync tokens need
+        the same personFields every time)."""
         query = {"personFields": PERSON_FIELDS_MASK, "pageSize": str(self.page_size), **params}
         response = self.http.request(
             "GET", self._url("v1/people/me/connections"), "people.connections.list", params=query

@@ -170,8 +170,10 @@ class _Run:
 
 @dataclass(frozen=True)
 class _RecentScan:
+    """The stamped people modified lately: hub id -> resource name."""
+
     at: datetime
-    found: dict[str, RemoteRecord]
+    found: dict[str, str]
 
 
 class GoogleConnector(Connector):
@@ -249,15 +251,22 @@ class GoogleConnector(Connector):
 
     def find_created(self, stream: str, hub_id: str, fields: ContactFields) -> RemoteRecord | None:
         """The person a lost create made, by the hub id stamped in its clientData, among the
-        people modified in the last ``find_created_hours`` (newest first). One scan serves
-        every lookup of the next minute (a lost batch leaves many creates to find)."""
+        people modified in the last ``find_created_hours`` (newest first). One scan (ids
+        only, light fields) serves every lookup of the next minute: a lost batch leaves many
+        creates to find."""
         self._check_stream(stream)
         now = self.clock.now()
         scan = self._recent
         if scan is None or (now - scan.at).total_seconds() > RECENT_SCAN_SECONDS:
             scan = self._scan_recent(now)
             self._recent = scan
-        return scan.found.get(hub_id)
+        name = scan.found.get(hub_id)
+        if name is None:
+            return None
+        person = self._people([name]).get(name)
+        if person is None or person.hub_id() != hub_id:
+            return None
+        return self._record(person, self._label_group(create=False), now)
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -266,16 +275,16 @@ class GoogleConnector(Connector):
 
     def _scan_recent(self, now: datetime) -> _RecentScan:
         horizon = now - timedelta(hours=self.config.find_created_hours)
-        label = self._label_group(create=False)
-        found: dict[str, RemoteRecord] = {}
-        for page in walk(self.api.connections, {"sortOrder": "LAST_MODIFIED_DESCENDING"}):
+        found: dict[str, str] = {}
+        params = {"sortOrder": "LAST_MODIFIED_DESCENDING", "personFields": "clientData,metadata"}
+        for page in walk(self.api.connections, params):
             for person in page.connections:
                 updated = person.updated_at()
                 if updated is not None and updated < horizon:
                     return _RecentScan(now, found)
                 hub_id = person.hub_id()
                 if hub_id and hub_id not in found:
-                    found[hub_id] = self._record(person, label, now)
+                    found[hub_id] = person.resource_name
         return _RecentScan(now, found)
 
     def _label_group(self, *, create: bool) -> str | None:

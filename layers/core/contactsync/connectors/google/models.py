@@ -404,6 +404,35 @@ def to_record(
 # ---- hub -> Person ----------------------------------------------------------------------------
 
 
+# Google's own types (shown translated in Google Contacts); other labels are custom types.
+EMAIL_TYPES = ("home", "work", "other")
+PHONE_TYPES = (
+    "home",
+    "work",
+    "mobile",
+    "homeFax",
+    "workFax",
+    "otherFax",
+    "pager",
+    "workMobile",
+    "workPager",
+    "main",
+    "googleVoice",
+    "other",
+)
+ADDRESS_TYPES = ("home", "work", "other")
+
+
+def google_type(label: str, standard: Sequence[str]) -> str:
+    """A hub label as a Google type: "Mobile" or "work mobile" as Google's own ``mobile`` and
+    ``workMobile``, anything else as a custom type."""
+    folded = "".join(label.split()).casefold()
+    for kind in standard:
+        if kind.casefold() == folded:
+            return kind
+    return label.strip()
+
+
 def _put(item: dict[str, Any], key: str, value: str | None) -> None:
     if value:
         item[key] = value
@@ -484,9 +513,10 @@ def _emails_out(current: RawPerson | None, emails: Sequence[EmailAddress]) -> li
 
     wanted = []
     for email in emails:
+        kind = google_type(email.label, EMAIL_TYPES)
         new = {"value": email.address}
-        _put(new, "type", email.label)
-        wanted.append((email.key, new, email.label))
+        _put(new, "type", kind)
+        wanted.append((email.key, new, kind))
     return _merge_list(items, seen, wanted, key_of)
 
 
@@ -502,9 +532,10 @@ def _phones_out(
 
     wanted = []
     for phone in phones:
+        kind = google_type(phone.label, PHONE_TYPES)
         new = {"value": phone.e164 or phone.raw}
-        _put(new, "type", phone.label)
-        wanted.append((phone.e164 or phone.raw, new, phone.label))
+        _put(new, "type", kind)
+        wanted.append((phone.e164 or phone.raw, new, kind))
     return _merge_list(items, seen, wanted, key_of)
 
 
@@ -522,6 +553,7 @@ def _addresses_out(
     for address in addresses:
         if not any(_address_key(address)):
             continue  # an empty address is nothing to store
+        kind = google_type(address.label, ADDRESS_TYPES)
         new: dict[str, Any] = {}
         for key, value in (
             ("streetAddress", address.street),
@@ -529,10 +561,10 @@ def _addresses_out(
             ("region", address.region),
             ("postalCode", address.postal_code),
             ("country", address.country),
-            ("type", address.label),
+            ("type", kind),
         ):
             _put(new, key, value)
-        wanted.append((_address_key(address), new, address.label))
+        wanted.append((_address_key(address), new, kind))
     return _merge_list(items, seen, wanted, key_of)
 
 
