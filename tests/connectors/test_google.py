@@ -935,6 +935,14 @@ def test_a_batch_naming_bad_contacts_sends_the_others_again(env: Env) -> None:
     assert results[1].ok
     assert env.count() == 1
     assert calls(env, "people.batchCreateContacts") == 2
+    # and the next marked create makes the label again
+    [again] = env.connector.apply(
+        STREAM, [Create(hub_id="c-m", fields=new_fields(1), object_type=STREAM, marked=True)]
+    )
+    assert again.ok
+    assert again.record is not None
+    assert again.record.marked is True
+    assert env.connector.api.find_group("Salesforce") not in (None, label)
 
 
 def test_after_a_stop_the_rest_is_not_attempted(env: Env) -> None:

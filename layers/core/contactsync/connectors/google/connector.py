@@ -195,7 +195,6 @@ class GoogleConnector(Connector):
         self.rotation = RotationWatch(self.session.credentials, on_secret_rotated)
         self.http = make_http(self.session, config, self.clock, self.stats, self.rotation)
         self.api = PeopleApi(self.http, config.api_base, config.page_size)
-        self._label: str | None = None
         self._recent: _RecentScan | None = None
 
     # ---- the contract ---------------------------------------------------------------------
@@ -234,7 +233,7 @@ class GoogleConnector(Connector):
         self._recent = None  # what we create now is not in an earlier scan
         marks = [m.marked for m in mutations if not isinstance(m, Delete)]
         try:
-            label = self._label_group(create=any(marks)) if marks else self._label
+            label = self._label_group(create=any(marks)) if marks else None
         except ConnectorError as exc:
             return [MutationResult(m, ok=False, error=mutation_error(exc)) for m in mutations]
         run = _Run(mutations, label)
@@ -289,9 +288,9 @@ class GoogleConnector(Connector):
 
     def _label_group(self, *, create: bool) -> str | None:
         """The sync label's resource name (None when the user has none and ``create`` is
-        False: a read marks nothing then, and looks again next time)."""
-        if self._label is not None:
-            return self._label
+        False: a read marks nothing then). Looked up afresh by every read and apply (one
+        contact-group read, a quota of its own): the user may delete or recreate the label
+        at any time, and a remembered one would mark nothing or fail every create."""
         found = self.api.find_group(self.config.label)
         if found is None and create:
             try:
@@ -300,7 +299,6 @@ class GoogleConnector(Connector):
                 found = self.api.find_group(self.config.label)
             if found is None:
                 raise TransientError("label_unavailable", "the sync label could not be made")
-        self._label = found
         return found
 
     def _people(self, names: Sequence[str]) -> dict[str, RawPerson]:
