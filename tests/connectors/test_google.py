@@ -1274,3 +1274,29 @@ def test_a_retry_after_google_might_send_is_a_floor() -> None:
     error = classify(throttled, Backoff(initial=2.0))
     assert error is not None
     assert error.retry_after == 30.0
+
+
+@pytest.mark.slow
+def test_a_full_address_book_under_real_quotas() -> None:
+    # Given a full address book (25,000 contacts) and Google's default per-minute quotas
+    env = make_env(quotas=True)
+    env.call_admin("seed", {"count": 25_000, "seed": 5})
+    # When it is read in full, then incrementally after one edit
+    records, cursor, pages = read_all(env.connector, STREAM, None)
+    name = records[0].remote_id
+    env.advance(60)
+    env.edit(name, biographies=[{"value": "edited"}])
+    env.advance(60)
+    before = env.connector.stats.requests
+    changed, _, _ = read_all(env.connector, STREAM, cursor)
+    # Then every contact arrived once, in 25 pages, and the incremental read cost one request
+    assert len({r.remote_id for r in records}) == 25_000
+    assert len(pages) == 25
+    assert [r.remote_id for r in changed] == [name]
+    assert env.connector.stats.requests - before == 2  # the label look-up and one page
+    # and a create beyond the cap is refused with a clear code
+    [refused] = env.connector.apply(
+        STREAM, [Create(hub_id="c-full", fields=new_fields(1), object_type=STREAM)]
+    )
+    assert refused.error is not None
+    assert refused.error.code == "contact_limit_exceeded"
