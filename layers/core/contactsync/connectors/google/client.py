@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import google.auth.exceptions
 import requests
@@ -215,14 +214,9 @@ def _parse(model: type[M], response: requests.Response) -> M:
         raise TransientError("bad_response", f"unexpected {model.__name__} shape") from exc
 
 
-def resource_path(name: str) -> str:
-    """A resource name (``people/c123``) as a URL path, escaped."""
-    return quote(name, safe="/")
-
-
 class PeopleApi:
-    """One method per endpoint; URLs and parameters built here only (resource names escaped,
-    query values URL-encoded by requests)."""
+    """One method per endpoint; URLs and parameters built here only. Resource names travel in
+    JSON bodies and in query values (URL-encoded by requests), never in a path."""
 
     def __init__(self, http: HttpClient, api_base: str, page_size: int) -> None:
         self.http = http
