@@ -910,6 +910,21 @@ def test_the_contact_cap_fails_only_the_creates_that_do_not_fit(env: Env) -> Non
     assert env.count() == 10
 
 
+def test_a_create_refused_on_an_unknown_precondition_is_invalid_not_a_conflict(env: Env) -> None:
+    # Given Google refusing a create with FAILED_PRECONDITION and no reason we know (its real
+    # wording for a full address book is unpublished)
+    def refuse(response: requests.Response) -> requests.Response:
+        return _error(400, "FAILED_PRECONDITION")
+
+    env.wire.after["batchCreateContacts"] = refuse
+    [result] = env.connector.apply(
+        STREAM, [Create(hub_id="c-pre", fields=new_fields(1), object_type=STREAM)]
+    )
+    # Then it is "invalid" (no etag goes with a create: retrying would loop)
+    assert result.error is not None
+    assert (result.error.kind, result.error.code) == ("invalid", "failed_precondition")
+
+
 def test_a_batch_naming_bad_contacts_sends_the_others_again(env: Env) -> None:
     # Given the sync label, deleted by the user just before our batch of creates lands
     env.connector.prepare()

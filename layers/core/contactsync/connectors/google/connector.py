@@ -506,6 +506,12 @@ class GoogleConnector(Connector):
         except BatchRejected as exc:
             self._rejected_creates(exc, indexes, bodies, run, retry=retry)
             return
+        except StaleEtag as exc:
+            # A precondition without a reason we know: no etag goes with a create, so it is
+            # no conflict to retry; the data or the account must change first.
+            for i in indexes:
+                run.fail(i, MutationError("invalid", "failed_precondition", str(exc)[:200]))
+            return
         except ConnectorError as exc:
             run.failed_call(indexes, exc)
             return
