@@ -250,6 +250,12 @@ class Connector(ABC):
         when the provider's copy comes back without it."""
         return fields
 
+    def representable_as(self, object_type: str, fields: ContactFields) -> ContactFields:
+        """``representable`` for a record of ``object_type``, for providers whose objects hold
+        different fields (a Salesforce Lead has two phone slots and no department, a Contact
+        four slots). Defaults to ``representable``."""
+        return self.representable(fields)
+
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """One-time setup for a connected account (create the Outlook folder and category, the
         Google label, register webhooks). Idempotent."""

@@ -62,8 +62,14 @@ class SpokeView:
     mass_delete_threshold: float = 0.2
     # What the provider can hold of a set of fields (Connector.representable); None: anything.
     fit: Callable[[ContactFields], ContactFields] | None = field(default=None, compare=False)
+    # The same for a record of a given object type (Connector.representable_as); None: ``fit``.
+    fit_as: Callable[[str, ContactFields], ContactFields] | None = field(
+        default=None, compare=False
+    )
 
-    def fitted(self, fields: ContactFields) -> ContactFields:
+    def fitted(self, fields: ContactFields, object_type: str | None = None) -> ContactFields:
+        if object_type is not None and self.fit_as is not None:
+            return self.fit_as(object_type, fields)
         return self.fit(fields) if self.fit is not None else fields
 
     @property
@@ -143,7 +149,7 @@ def merge(
 ) -> MergeOutcome:
     """Merges ``record`` into ``contact`` (which may be a fresh, empty contact). ``previous`` is
     the link's snapshot of the record as last synced (None for a record never seen). Pure."""
-    incoming = _widened(contact, record.fields.only(spoke.pull_fields), spoke)
+    incoming = _widened(contact, record.fields.only(spoke.pull_fields), spoke, record.object_type)
     updates: dict[str, Any] = {}
     provenance = dict(contact.provenance)
     changes: list[FieldChange] = []
@@ -200,15 +206,17 @@ _LISTS: tuple[ContactField, ...] = ("emails", "phones", "addresses")
 
 
 def _widened(
-    contact: HubContact, fields: ContactFields, spoke: SpokeView
+    contact: HubContact, fields: ContactFields, spoke: SpokeView, object_type: str | None = None
 ) -> dict[ContactField, Any]:
     """The incoming values, with the hub's list entries the provider cannot hold appended: a
     Salesforce Contact reporting its one email does not mean the person's other emails are
     gone, only that Salesforce never had room for them."""
     incoming = fields.provided()
-    if spoke.fit is None:
+    if spoke.fit is None and spoke.fit_as is None:
         return incoming
-    held = spoke.fitted(hub_fields_of(contact, frozenset(n for n in _LISTS if n in incoming)))
+    held = spoke.fitted(
+        hub_fields_of(contact, frozenset(n for n in _LISTS if n in incoming)), object_type
+    )
     for name in _LISTS:
         value: tuple[Any, ...] | None = incoming.get(name)  # type: ignore[assignment]
         if value is None:

@@ -96,11 +96,13 @@ def _admits_new(
     return True, "admitted"
 
 
-def pushed_fields(contact: HubContact, spoke: SpokeView) -> ContactFields:
+def pushed_fields(
+    contact: HubContact, spoke: SpokeView, object_type: str | None = None
+) -> ContactFields:
     """The hub's values of the fields pushed to ``spoke``, as far as the provider can hold them
-    (``Connector.representable``): what cannot be held is neither sent nor compared, or it would
-    be pushed again every round."""
-    return spoke.fitted(hub_fields(contact, spoke.push_fields))
+    (``Connector.representable``, in a record of ``object_type`` when given): what cannot be
+    held is neither sent nor compared, or it would be pushed again every round."""
+    return spoke.fitted(hub_fields(contact, spoke.push_fields), object_type)
 
 
 def plan(
@@ -118,12 +120,13 @@ def plan(
     admitted, reason = _admits_new(contact, links, spoke, spokes)
     if not admitted:
         return Plan(None, reason)
-    fields = pushed_fields(contact, spoke)
+    object_type = object_type_for(spoke)
+    fields = pushed_fields(contact, spoke, object_type)
     return Plan(
         Create(
             hub_id=contact.id,
             fields=fields,
-            object_type=object_type_for(spoke),
+            object_type=object_type,
             marked=True if spoke.address_book else None,
         ),
         "create",
@@ -137,7 +140,7 @@ def _plan_linked(contact: HubContact, link: Link, spoke: SpokeView) -> Plan:
         if spoke.auto_removal.to_provider:
             return Plan(Delete(remote_id=link.remote_id, object_type=link.object_type), "delete")
         return Plan(None, "archived; auto-removal to this spoke is off")
-    pushed = pushed_fields(contact, spoke)
+    pushed = pushed_fields(contact, spoke, link.object_type)
     wanted = snapshot(pushed)
     changed: dict[ContactField, object] = {}
     current = pushed.provided()

@@ -24,7 +24,7 @@ from contactsync.domain.errors import VersionConflict
 from contactsync.domain.link import Link
 from contactsync.domain.merge import MergeSuggestion
 from contactsync.domain.outbox import OutboxEntry
-from contactsync.engine.canonical import fingerprint, snapshot
+from contactsync.engine.canonical import fingerprint, hub_fields, snapshot
 from contactsync.engine.deletes import DeleteAction, on_remote_delete
 from contactsync.engine.match import choose, fuzzy_candidates, record_email_keys, record_phone_keys
 from contactsync.engine.merge import SpokeView, merge
@@ -80,10 +80,11 @@ def ingest(ctx: IngestContext, record: RemoteRecord) -> str:
 
 def _ingest(ctx: IngestContext, record: RemoteRecord, link_id: str) -> None:
     store, view = ctx.store, ctx.view
-    snap = snapshot(record.fields.only(view.mapped_fields))
-    fp = fingerprint(snap)
+    said = snapshot(record.fields.only(view.mapped_fields))
     link = store.find(Link, ctx.org_id, link_id)
     contact = _follow(store, ctx.org_id, link.contact_id) if link else None
+    snap = _with_unsaid(said, link, contact, view, record.object_type)
+    fp = fingerprint(snap)
     if link and contact and _is_echo(link, record, fp):
         ctx.report.echoes += 1
         _refresh_link(ctx, link, record)
@@ -131,6 +132,9 @@ def _ingest(ctx: IngestContext, record: RemoteRecord, link_id: str) -> None:
             ctx.report.hub_updated += 1
     ctx.report.conflicts += len(outcome.kept)
 
+    same = link if link is not None and link.contact_id == merged.id else None
+    snap = _with_unsaid(said, same, merged, view, record.object_type)
+    fp = fingerprint(snap)
     new_link = Link(
         org_id=ctx.org_id,
         id=link_id,
@@ -190,6 +194,31 @@ def _ingest(ctx: IngestContext, record: RemoteRecord, link_id: str) -> None:
             )
         )
     _suggest(ctx, merged, others, is_new)
+
+
+def _with_unsaid(
+    said: dict[str, object],
+    link: Link | None,
+    contact: HubContact | None,
+    view: SpokeView,
+    object_type: str,
+) -> dict[str, object]:
+    """The record's snapshot, completed for the mapped fields it does not provide (None: the
+    source says nothing of them; a Salesforce Contact without an Account tells no company): the
+    link's last knowledge of each, else the hub's value as the provider would hold it. Silence
+    is then neither a change to merge nor a difference to push every round."""
+    missing = view.mapped_fields - said.keys()
+    if not missing:
+        return said
+    previous = link.snapshot if link is not None else {}
+    out = dict(said)
+    for name in missing:
+        if name in previous:
+            out[name] = previous[name]
+    rest = frozenset(n for n in missing if n not in out)
+    if rest and contact is not None:
+        out.update(snapshot(view.fitted(hub_fields(contact, rest), object_type)))
+    return out
 
 
 def _is_echo(link: Link, record: RemoteRecord, fp: str) -> bool:

@@ -67,4 +67,5 @@ def build_view(
         sync_id=settings.id,
         mass_delete_threshold=settings.mass_delete_threshold,
         fit=connector.representable,
+        fit_as=connector.representable_as,
     )
