@@ -33,6 +33,7 @@ from contactsync.connectors.microsoft.delta import CursorState
 from contactsync.connectors.microsoft.errors import item_error
 from contactsync.connectors.microsoft.models import assign_slots, phone_properties
 from contactsync.domain import ConnectedAccount, EmailAddress, PhoneNumber, PostalAddress, Provider
+from contactsync.engine.canonical import snapshot
 from contactsync_sandbox.core import VirtualClock, mount_sandbox
 from contactsync_sandbox.microsoft import App
 from tests.connectors.conformance import ConnectorConformance, Harness, read_all
@@ -1008,3 +1009,28 @@ def test_subscriptions_for_both_folders(env: Env) -> None:
     assert connector.subscriptions() == []
     with pytest.raises(InvalidRequest):
         connector.create_subscription("http://insecure.example/", "state")
+
+
+def test_representable_is_what_a_read_gives_back(env: Env) -> None:
+    # Given hub fields beyond Outlook's caps
+    many = ContactFields(
+        given_name="Kevin",
+        emails=tuple(many_emails(5)),
+        phones=tuple(PhoneNumber.parse(f"+1 570 555 01{i:02d}", "US", "") for i in range(7)),
+        addresses=tuple(PostalAddress(city=c) for c in ("Scranton", "", "Nashua", "Utica", "X")),
+    )
+    fitted = env.connector.representable(many)
+    # When they are written and read back
+    [result] = env.connector.apply(STREAM, [Create(hub_id="c-k", fields=many, object_type=STREAM)])
+    assert result.record is not None
+    # Then the read gives exactly what representable said (the engine compares through it)
+    assert snapshot(result.record.fields.only(set(fitted.provided()))) == snapshot(fitted)
+    assert len(fitted.emails or ()) == 3
+    assert len(fitted.phones or ()) == 5
+    assert [a.city for a in fitted.addresses or ()] == ["Scranton", "Nashua", "Utica"]
+    assert fitted.given_name == "Kevin"
+    assert env.connector.representable(ContactFields(title="x")) == ContactFields(title="x")
+
+
+def many_emails(n: int) -> list[EmailAddress]:
+    return [EmailAddress(address=f"k{i}@dundermifflin.com") for i in range(n)]

@@ -78,6 +78,7 @@ from contactsync.connectors.microsoft.models import (
     display_name_for,
     odata_string,
     parse_contact,
+    representable,
     same_person,
     to_record,
     updated_display_name,
@@ -160,6 +161,9 @@ class MicrosoftConnector(Connector):
     def default_mapping(self, stream: str) -> list[FieldRule]:
         self._check_stream(stream)
         return default_mapping()
+
+    def representable(self, fields: ContactFields) -> ContactFields:
+        return representable(fields)
 
     def prepare(self) -> None:
         """Creates the "Salesforce Contacts" folder and the "Salesforce" master category when

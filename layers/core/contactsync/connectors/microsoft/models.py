@@ -287,13 +287,11 @@ def assign_slots(
 
 def phone_properties(phones: Sequence[PhoneNumber]) -> dict[str, Any]:
     """``businessPhones``, ``mobilePhone`` and ``homePhones`` for the hub's phones."""
-    placed = assign_slots([p.label for p in phones], PHONE_SLOTS, _PHONE_LABELS)
     business: list[str] = []
     home: list[str] = []
     mobile: str | None = None
-    for phone, slot in zip(phones, placed, strict=False):
+    for phone, kind in placed_phones(phones):
         value = phone.e164 or phone.raw
-        kind = PHONE_SLOTS[slot]
         if kind == "business":
             business.append(value)
         elif kind == "home":
@@ -301,6 +299,44 @@ def phone_properties(phones: Sequence[PhoneNumber]) -> dict[str, Any]:
         else:
             mobile = value
     return {"businessPhones": business, "mobilePhone": mobile, "homePhones": home}
+
+
+def placed_phones(phones: Sequence[PhoneNumber]) -> list[tuple[PhoneNumber, str]]:
+    """The phones that get a slot, with their slot, in reading order."""
+    placed = assign_slots([p.label for p in phones], PHONE_SLOTS, _PHONE_LABELS)
+    return [(phone, PHONE_SLOTS[slot]) for phone, slot in zip(phones, placed, strict=False)]
+
+
+def placed_addresses(addresses: Sequence[PostalAddress]) -> list[tuple[PostalAddress, str]]:
+    kept = [a for a in addresses if not _blank(a)]
+    placed = assign_slots([a.label for a in kept], ADDRESS_SLOTS, _ADDRESS_LABELS)
+    return [(a, ADDRESS_SLOTS[slot]) for a, slot in zip(kept, placed, strict=False)]
+
+
+def _blank(address: PostalAddress) -> bool:
+    parts = (address.street, address.city, address.region, address.postal_code, address.country)
+    return not any(p.strip() for p in parts)
+
+
+def representable(fields: ContactFields) -> ContactFields:
+    """What Outlook holds of ``fields``, as a read gives it back: three emails; five phones in
+    their slots (business, mobile, home: the hub's order is kept, see ``assign_slots``); three
+    addresses. The engine compares and sends only this, so what Outlook cannot hold is neither
+    pushed every round nor taken as removed when it comes back without it."""
+    update: dict[str, Any] = {}
+    if fields.emails is not None:
+        update["emails"] = fields.emails[:MAX_EMAILS]
+    if fields.phones is not None:
+        update["phones"] = tuple(
+            phone.model_copy(update={"label": SLOT_LABELS[slot]})
+            for phone, slot in placed_phones(fields.phones)
+        )
+    if fields.addresses is not None:
+        update["addresses"] = tuple(
+            address.model_copy(update={"label": SLOT_LABELS[slot]})
+            for address, slot in placed_addresses(fields.addresses)
+        )
+    return fields.model_copy(update=update) if update else fields
 
 
 def _graph_address(address: PostalAddress | None) -> dict[str, str]:
@@ -316,10 +352,7 @@ def _graph_address(address: PostalAddress | None) -> dict[str, str]:
 
 
 def address_properties(addresses: Sequence[PostalAddress]) -> dict[str, Any]:
-    placed = assign_slots([a.label for a in addresses], ADDRESS_SLOTS, _ADDRESS_LABELS)
-    by_slot: dict[str, PostalAddress] = {
-        ADDRESS_SLOTS[slot]: address for address, slot in zip(addresses, placed, strict=False)
-    }
+    by_slot = {slot: address for address, slot in placed_addresses(addresses)}
     return {ADDRESS_PROPERTIES[s]: _graph_address(by_slot.get(s)) for s in ADDRESS_SLOTS}
 
 
