@@ -185,7 +185,10 @@ def _record_success(ctx: PushContext, spoke: Spoke, item: _Item, result: Mutatio
         assert isinstance(mutation, Update)
         report.updated += 1
         assert item.link is not None
-        remote_id = item.link.remote_id
+        # A provider that cannot change a record in place replaces it (Graph cannot move a
+        # contact into another folder: it copies it and deletes the original) and names the
+        # new record: the link follows it, or the original's delete would read as the person's.
+        remote_id = result.remote_id or item.link.remote_id
         base_snapshot = dict(item.link.snapshot)
         created_by = item.link.created_by_sync
     snap = _after_write_snapshot(view, base_snapshot, mutation, result.record)
@@ -210,8 +213,8 @@ def _record_success(ctx: PushContext, spoke: Spoke, item: _Item, result: Mutatio
     if item.link is not None and item.link.id == link.id:
         link = link.model_copy(update={"version": item.link.version})
     ctx.store.transact([Write(link)])
-    if item.link is not None and item.link.pending_create:
-        ctx.store.delete(Link, ctx.org_id, item.link.id)
+    if item.link is not None and item.link.id != link.id:
+        ctx.store.delete(Link, ctx.org_id, item.link.id)  # a pending create, or a replaced record
 
 
 def _after_write_snapshot(
