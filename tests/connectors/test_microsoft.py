@@ -20,6 +20,7 @@ import requests
 
 from contactsync.connectors.base import (
     AuthError,
+    ConnectorError,
     ContactFields,
     Create,
     CursorExpired,
@@ -1034,3 +1035,55 @@ def test_representable_is_what_a_read_gives_back(env: Env) -> None:
 
 def many_emails(n: int) -> list[EmailAddress]:
     return [EmailAddress(address=f"k{i}@dundermifflin.com") for i in range(n)]
+
+
+def test_a_throttled_token_endpoint_is_not_asked_again_before_retry_after(env: Env) -> None:
+    # Given the identity platform answering 429 with Retry-After 30 to a fresh connector
+    env.faults({"kind": "throttle", "path": "/oauth2/v2.0/token", "times": 1, "retry_after": 30})
+    connector = env.rebuild()
+    env.record_requests()
+    with pytest.raises(ConnectorError) as raised:
+        read_all(connector, STREAM, None)
+    assert raised.value.kind == "throttled"
+    # When the next run comes at once
+    with pytest.raises(ConnectorError):
+        read_all(connector, STREAM, None)
+    # Then the token endpoint was asked once (msal keeps its 429 for the Retry-After), and
+    # Graph calls are held that long too
+    tokens = [r for r in env.sent if (r.url or "").endswith("/oauth2/v2.0/token")]
+    assert len(tokens) == 1
+    assert connector.graph.pacer.stats is connector.stats
+    before = env.clock.now()
+    connector.graph.pacer.wait()
+    assert (env.clock.now() - before).total_seconds() >= 29
+
+
+@pytest.mark.slow
+def test_twenty_thousand_contacts_read_in_pages_then_incrementally() -> None:
+    # Given 20,000 generated contacts in the synced folder, Graph's quirks on, throttling off
+    env = make_env()
+    env.faults(enabled=False)
+    folder = env.folder_id()
+    response = env.session.post(
+        env.admin + "seed", json={"count": 20_000, "seed": 5, "folder": folder}
+    )
+    assert response.status_code == 200
+    # When everything is read, page by page
+    seen: set[str] = set()
+    cursor = None
+    for page in env.connector.read(STREAM, None):
+        seen.update(r.remote_id for r in page.records)
+        cursor = page.cursor or cursor
+        if page.last:
+            break
+    # Then each came once, 200 a page (plus Graph's empty pages)
+    assert len(seen) == 20_000
+    assert 100 <= env.connector.stats.by_endpoint["delta"] <= 130
+    # and an incremental read after three changes costs two requests
+    ids = sorted(seen)[:3]
+    for remote_id in ids:
+        env.edit(remote_id, jobTitle="CFO")
+    before = env.connector.stats.requests
+    records, _, _ = read_all(env.connector, STREAM, cursor)
+    assert {r.remote_id for r in records} == set(ids)
+    assert env.connector.stats.requests - before == 2

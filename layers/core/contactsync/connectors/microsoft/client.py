@@ -24,6 +24,7 @@ from contactsync.connectors.base import (
     AuthError,
     ConnectorError,
     ConnectorStats,
+    Throttled,
     TransientError,
     Uncertain,
 )
@@ -117,6 +118,29 @@ class Credentials:
         return f"Credentials(mode={mode!r})"
 
 
+class _IdentityHttp:
+    """The session as msal's HTTP client: with a timeout on every call (msal sets none on a
+    client it is given) and the last answer kept (msal's result drops the Retry-After)."""
+
+    def __init__(self, session: requests.Session, timeout: float) -> None:
+        self._session = session
+        self._timeout = timeout
+        self.last: requests.Response | None = None
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        self.last = self._session.post(url, **kwargs)
+        return self.last
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        self.last = self._session.get(url, **kwargs)
+        return self.last
+
+    def close(self) -> None:
+        """The session is the connector's, not msal's to close."""
+
+
 class TokenSource:
     """Access tokens from msal: client credentials, or a refresh token whose rotations are
     reported through ``on_rotated``. Built lazily: msal discovers the authority on creation."""
@@ -131,10 +155,10 @@ class TokenSource:
     ) -> None:
         self._config = config
         self._credentials = credentials
-        self._session = session
         self._stats = stats
         self._on_rotated = on_rotated
         self._refresh_token = credentials.refresh_token
+        self._http = _IdentityHttp(session, config.timeout_seconds)
         self._app: msal.ConfidentialClientApplication | None = None
         self._token: str | None = None
 
@@ -151,8 +175,7 @@ class TokenSource:
                     client_credential=self._credentials.client_secret,
                     authority=self._config.authority_url(),
                     instance_discovery=False,
-                    http_client=self._session,
-                    timeout=self._config.timeout_seconds,
+                    http_client=self._http,
                 )
             except requests.RequestException as exc:
                 raise TransientError("authority_unreachable", type(exc).__name__) from exc
@@ -186,7 +209,9 @@ class TokenSource:
             self._stats.count("token")
         token = result.get("access_token")
         if not isinstance(token, str) or not token:
-            raise errors.token_error(result)
+            last = self._http.last
+            headers = last.headers if last is not None and last.status_code >= 429 else {}
+            raise errors.token_error(result, errors.retry_after(headers))
         rotated = result.get("refresh_token")
         delegated = self._refresh_token is not None
         if delegated and isinstance(rotated, str) and rotated and rotated != self._refresh_token:
@@ -285,8 +310,13 @@ class GraphClient:
     ) -> requests.Response:
         """One call with a bearer token; a 401 InvalidAuthenticationToken gets one new token."""
         for attempt in range(2):
+            try:
+                token = self.tokens.token()
+            except Throttled as exc:  # the identity platform's Retry-After holds us too
+                self.pacer.hold(exc.retry_after or errors.DEFAULT_RETRY_AFTER)
+                raise
             sent = {
-                "Authorization": f"Bearer {self.tokens.token()}",
+                "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
                 "User-Agent": USER_AGENT,
                 **(headers or {}),

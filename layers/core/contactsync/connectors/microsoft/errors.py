@@ -146,9 +146,9 @@ _AUTH_ERRORS = frozenset(
 )
 
 
-def token_error(result: Mapping[str, Any]) -> ConnectorError:
-    """msal's failed result (a dict, never raised) as a ConnectorError. The description is
-    left out: it echoes the client id and tenant."""
+def token_error(result: Mapping[str, Any], retry: float = DEFAULT_RETRY_AFTER) -> ConnectorError:
+    """msal's failed result (a dict, never raised) as a ConnectorError; ``retry`` is the
+    answer's Retry-After. The description is left out: it echoes the client id and tenant."""
     error = result.get("error")
     code = error if isinstance(error, str) and error else "token_error"
     codes = result.get("error_codes")
@@ -156,5 +156,5 @@ def token_error(result: Mapping[str, Any]) -> ConnectorError:
     if code in _AUTH_ERRORS:
         return AuthError(code, detail or "the identity platform refused the credentials")
     if code == "temporarily_unavailable":
-        return Throttled(code, detail, retry_after=DEFAULT_RETRY_AFTER)
+        return Throttled(code, detail, retry_after=retry)
     return TransientError(code, detail)
