@@ -4,7 +4,9 @@ API front end does it, and rendering. State and rules live in ``models``; error 
 
 Served paths (``api_base`` is the server root, like ``https://people.googleapis.com/``):
 
-    POST   /token                                    OAuth 2.0 refresh_token grant
+    GET    /o/oauth2/v2/auth                         OAuth 2.0 authorization endpoint (oauth.py)
+    POST   /token                                    OAuth 2.0 authorization_code and
+                                                     refresh_token grants
     POST   /revoke                                   OAuth 2.0 token revocation
     GET    /v1/people/me/connections                 people.connections.list
     GET    /v1/people/{id}                           people.get (people/me: the user's profile)
@@ -64,6 +66,7 @@ from contactsync_sandbox.google.models import (
     UserAccount,
     params_key,
 )
+from contactsync_sandbox.google.oauth import AUTH_PATH, GoogleOAuth
 from contactsync_sandbox.google.quotas import BUCKETS, COSTS
 from contactsync_sandbox.google.seeding import LABELS, generated
 
@@ -215,11 +218,13 @@ class GoogleApp(SandboxApp):
     def __init__(self, clock: VirtualClock | None = None, *, seed: int = 0) -> None:
         clock = clock or VirtualClock()
         self.backend = GoogleBackend(clock, seed, on_write=render.prime)
+        self.oauth = GoogleOAuth(self.backend)
         super().__init__(clock, seed=seed)
         self.base_url = "https://google.sandbox.test/"  # in-process convention until served
 
     def routes(self) -> list[Rule]:
         return [
+            Rule(AUTH_PATH, methods=["GET"], endpoint="authorize"),
             Rule("/token", methods=["POST"], endpoint="token"),
             Rule("/revoke", methods=["POST"], endpoint="revoke"),
             Rule("/v1/people/me/connections", methods=["GET"], endpoint="list_connections"),
@@ -244,10 +249,20 @@ class GoogleApp(SandboxApp):
             ),
         ]
 
+    def _admin_routes(self) -> list[Rule]:
+        return [
+            *super()._admin_routes(),
+            Rule(
+                "/_sandbox/oauth/redirect_uris",
+                methods=["GET", "POST"],
+                endpoint="_admin_redirect_uris",
+            ),
+        ]
+
     # ---- authentication, quotas ---------------------------------------------------------------
 
     def on_request(self, request: Request) -> Response | None:
-        if request.path in ("/token", "/revoke"):
+        if request.path in ("/token", "/revoke", AUTH_PATH):
             return None
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
@@ -295,6 +310,9 @@ class GoogleApp(SandboxApp):
 
     # ---- OAuth 2.0 --------------------------------------------------------------------------
 
+    def authorize(self, request: Request) -> Response:
+        return self.oauth.authorize(request.args.to_dict())
+
     def token(self, request: Request) -> Response:
         if request.mimetype == "application/json":
             raw = _body(request)
@@ -309,7 +327,7 @@ class GoogleApp(SandboxApp):
             except (binascii.Error, UnicodeDecodeError):
                 raise err.oauth_error(400, "invalid_request", "Bad Request") from None
             basic = (user, password)
-        body = self.backend.grant(form, basic)
+        body = self.oauth.grant(form, basic) or self.backend.grant(form, basic)
         return json_response(
             body,
             200,
@@ -321,7 +339,7 @@ class GoogleApp(SandboxApp):
 
     def revoke(self, request: Request) -> Response:
         token = request.args.get("token") or request.form.get("token") or ""
-        if not self.backend.revoke(token):
+        if not self.oauth.revoke(token):
             raise err.oauth_error(400, "invalid_token", "Token expired or revoked")
         return json_response({})
 
@@ -994,20 +1012,27 @@ class GoogleApp(SandboxApp):
         book.generated += count
         return created
 
+    def _admin_redirect_uris(self, body: dict[str, Any]) -> Response:
+        uris = self.oauth.redirect_uris
+        return json_response(uris.configure(body) if body else uris.to_json())
+
     def dump_state(self) -> dict[str, Any]:
-        return self.backend.to_json()
+        return {**self.backend.to_json(), "oauth": self.oauth.to_json()}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.backend.load(state)
+        self.oauth.load(state.get("oauth", {}))
 
     def reset(self) -> None:
         self.backend.reset()
+        self.oauth.reset()
 
     def client_config(self) -> dict[str, Any]:
         base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
         default = self.backend.default_user
         return {
             "api_base": base,
+            "auth_uri": base + AUTH_PATH.lstrip("/"),
             "token_uri": base + "token",
             "revoke_uri": base + "revoke",
             "client_id": self.backend.client.client_id,
