@@ -124,6 +124,8 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?![\dT])")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _OPS = ("!=", "<>", "<=", ">=", "=", "<", ">")
+# What a string literal keeps escaped (see _string), and how a plain comparison reads it.
+_UNESCAPE = re.compile(r"\\([\\%_])")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
 
 
@@ -175,10 +177,13 @@ def _string(text: str, start: int, out: list[Token]) -> int:
         ch = text[i]
         if ch == "\\" and i + 1 < len(text):
             nxt = text[i + 1]
-            if nxt in _ESCAPES:
+            if nxt in "%_\\":
+                # Kept escaped: only LIKE gives % and _ meaning, and an escaped backslash stays
+                # escaped too, or the literal '\\_' (a backslash, then an underscore) would read
+                # like '\_' (an escaped underscore).
+                chars.append("\\" + nxt)
+            elif nxt in _ESCAPES:
                 chars.append(_ESCAPES[nxt])
-            elif nxt in "%_":
-                chars.append("\\" + nxt)  # kept escaped: only LIKE gives it meaning
             else:
                 raise SoqlError(
                     "MALFORMED_QUERY",
@@ -641,7 +646,7 @@ class _Compiler:
                         located(self.text, lit.pos, f"invalid ID field: {lit.value}"),
                     )
                 return normal
-            return lit.value.replace("\\%", "%").replace("\\_", "_").casefold()
+            return _UNESCAPE.sub(r"\1", lit.value).casefold()
         if f.type == "boolean":
             if lit.kind != "BOOL":
                 raise self.filter_type_error(f, lit)
@@ -833,7 +838,7 @@ def like_regex(pattern: str) -> re.Pattern[str]:
     i = 0
     while i < len(pattern):
         ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern) and pattern[i + 1] in "%_":
+        if ch == "\\" and i + 1 < len(pattern) and pattern[i + 1] in "%_\\":
             out.append(re.escape(pattern[i + 1]))
             i += 2
             continue
