@@ -28,6 +28,7 @@ from contactsync_sandbox.salesforce.models import (
     WriteContext,
     format_datetime,
 )
+from contactsync_sandbox.salesforce.oauth import AUTHORIZE_PATH, SalesforceOAuth
 from contactsync_sandbox.salesforce.outbound import (
     MAX_NOTIFICATIONS,
     RETRY_BACKOFF,
@@ -57,6 +58,7 @@ class SalesforceSandbox(SandboxApp):
     def __init__(self, clock: VirtualClock | None = None, *, seed: int = 0) -> None:
         clock = clock or VirtualClock()
         self.org = Org(clock, seed)
+        self.oauth = SalesforceOAuth(self.org)
         self.bulk = BulkJobs(self.org)
         self.outbound: dict[str, OutboundMessage] = {}
         self.dispatcher = OutboundDispatcher(clock, backoff=RETRY_BACKOFF)
@@ -68,6 +70,7 @@ class SalesforceSandbox(SandboxApp):
     def routes(self) -> Iterable[Rule]:
         r = Rule
         return [
+            r(AUTHORIZE_PATH, methods=["GET", "POST"], endpoint="oauth_authorize"),
             r("/services/oauth2/token", methods=["POST"], endpoint="oauth_token"),
             r("/services/oauth2/revoke", methods=["POST", "GET"], endpoint="oauth_revoke"),
             r("/services/oauth2/userinfo", methods=["GET", "POST"], endpoint="userinfo"),
@@ -146,6 +149,11 @@ class SalesforceSandbox(SandboxApp):
                 endpoint="_admin_outbound_deliver",
             ),
             Rule("/_sandbox/recycle_bin/empty", methods=["POST"], endpoint="_admin_empty_bin"),
+            Rule(
+                "/_sandbox/oauth/redirect_uris",
+                methods=["GET", "POST"],
+                endpoint="_admin_redirect_uris",
+            ),
         ]
 
     # ---- the base class's hooks --------------------------------------------------------------
@@ -158,7 +166,7 @@ class SalesforceSandbox(SandboxApp):
 
     def on_request(self, request: Request) -> Response | None:
         path = request.path
-        if path.startswith(("/services/oauth2/token", "/services/oauth2/revoke")):
+        if path.startswith(("/services/oauth2/token", "/services/oauth2/revoke", AUTHORIZE_PATH)):
             return None
         if path.rstrip("/") == "/services/data":
             return None
@@ -228,11 +236,13 @@ class SalesforceSandbox(SandboxApp):
             "org": self.org.dump(),
             "bulk_jobs": self.bulk.dump(),
             "outbound_messages": [m.to_json() for m in self.outbound.values()],
+            "oauth": self.oauth.to_json(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.org.load(state["org"])
         self.bulk.load(state.get("bulk_jobs", []))
+        self.oauth.load(state.get("oauth", {}))
         self.outbound = {}
         for raw in state.get("outbound_messages", []):
             message = OutboundMessage(
@@ -249,12 +259,14 @@ class SalesforceSandbox(SandboxApp):
         self.org.reset()
         self.bulk.reset()
         self.outbound.clear()
+        self.oauth.reset()
 
     def client_config(self) -> dict[str, Any]:
         base = self.base_url.rstrip("/")
         creds = self.org.credentials
         return {
             "instance_url": base,
+            "authorize_url": base + AUTHORIZE_PATH,
             "token_url": f"{base}/services/oauth2/token",
             "login_url": base,
             "api_version": DEFAULT_VERSION,
@@ -423,10 +435,15 @@ class SalesforceSandbox(SandboxApp):
 
     # ---- OAuth -------------------------------------------------------------------------------
 
+    def oauth_authorize(self, request: Request) -> Response:
+        return self.oauth.authorize({**request.args.to_dict(), **request.form.to_dict()})
+
     def oauth_token(self, request: Request) -> Response:
         form = {k: v[0] for k, v in parse_qs(request.get_data().decode("utf-8", "replace")).items()}
         form.update({k: v for k, v in request.args.items() if k not in form})
         grant = form.get("grant_type")
+        if grant == "authorization_code":
+            return json_response(self.oauth.exchange(form, request.authorization, self.base_url))
         if grant == "refresh_token":
             return self._refresh_grant(form, request)
         if grant == JWT_GRANT:
@@ -1182,6 +1199,10 @@ class SalesforceSandbox(SandboxApp):
 
     def _admin_outbound_deliver(self, body: dict[str, Any]) -> Response:
         return json_response(self.deliver_outbound())
+
+    def _admin_redirect_uris(self, body: dict[str, Any]) -> Response:
+        uris = self.oauth.redirect_uris
+        return json_response(uris.configure(body) if body else uris.to_json())
 
     def _admin_empty_bin(self, body: dict[str, Any]) -> Response:
         return json_response({"purged": self.org.purge_recycle_bin(everything=True)})
