@@ -7,11 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contactsync.domain import (
+    AccessRequest,
     Account,
     Activity,
     ActivityKind,
     ChangeLogEntry,
     ConnectedAccount,
+    ConnectionStrength,
+    Contribution,
     Cursor,
     EmailAddress,
     FieldChange,
@@ -158,5 +161,34 @@ def change(org_id: str = "org-a", contact_id: str = "c-1", **kw: Any) -> ChangeL
         source=kw.pop("source", "acc-sf"),
         at=kw.pop("at", T0),
         changes=kw.pop("changes", [FieldChange(field="given_name", old="Zoe", new="Zoë")]),
+        **kw,
+    )
+
+
+def connection_strength(
+    org_id: str = "org-a", user_id: str = "u-1", contact_id: str = "c-1", **kw: Any
+) -> ConnectionStrength:
+    return ConnectionStrength(
+        org_id=org_id,
+        id=ConnectionStrength.make_id(user_id, contact_id),
+        user_id=user_id,
+        contact_id=contact_id,
+        as_of=kw.pop("as_of", T0),
+        by_account=kw.pop(
+            "by_account", {"acc-g": Contribution(weighted=3.0, inbound=1, outbound=2, emails=3)}
+        ),
+        **kw,
+    )
+
+
+def access_request(
+    org_id: str = "org-a", requester: str = "u-2", activity_id: str = "act-1", **kw: Any
+) -> AccessRequest:
+    return AccessRequest(
+        org_id=org_id,
+        id=AccessRequest.make_id(requester, activity_id),
+        activity_id=activity_id,
+        requester_user_id=requester,
+        owner_user_id=kw.pop("owner_user_id", "u-1"),
         **kw,
     )

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from contactsync.domain import (
+    AccessRequest,
     Account,
     Activity,
     ChangeLogEntry,
     ConnectedAccount,
+    ConnectionStrength,
     Cursor,
     Entity,
     HubContact,
@@ -31,6 +33,7 @@ from contactsync.domain import (
 )
 from contactsync.domain.accounts import AccountStatus
 from contactsync.domain.merge import SuggestionStatus
+from contactsync.domain.sharing import AccessStatus
 from contactsync.domain.sync import Direction, SyncState
 from contactsync.store.base import Store, Write
 from tests import factories as f
@@ -50,10 +53,13 @@ ENTITIES: list[tuple[Callable[..., Entity], str, Any]] = [
     (lambda org: f.activity(org), "subject", "Quarterly review"),
     (lambda org: f.merge_suggestion(org), "status", SuggestionStatus.DISMISSED),
     (lambda org: f.change(org, change_id="ch-1"), "reason", "merged"),
+    (lambda org: f.connection_strength(org), "as_of", T0.replace(hour=10)),
+    (lambda org: f.access_request(org), "status", AccessStatus.GRANTED),
 ]
 IDS = [
     "organisation", "user", "connected_account", "sync_settings", "contact", "account", "link",
     "cursor", "sharing_flag", "activity", "merge_suggestion", "change_log",
+    "connection_strength", "access_request",
 ]  # fmt: skip
 
 
@@ -336,7 +342,8 @@ def test_tenant_isolation(store: Store) -> None:
 @pytest.mark.parametrize(
     "kind",
     [Organisation, User, ConnectedAccount, SyncSettings, HubContact, Account, Link, Cursor,
-     SharingFlag, Activity, MergeSuggestion, ChangeLogEntry],
+     SharingFlag, Activity, MergeSuggestion, ChangeLogEntry, ConnectionStrength,
+     AccessRequest],
 )  # fmt: skip
 def test_listing_is_per_organisation_for_every_kind(store: Store, kind: type[Entity]) -> None:
     assert store.page(kind, "org-z", limit=10).items == []

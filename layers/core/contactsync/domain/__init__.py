@@ -9,7 +9,7 @@ from contactsync.domain.accounts import (
     ConnectedAccount,
     Provider,
 )
-from contactsync.domain.activity import Activity, ActivityKind
+from contactsync.domain.activity import Activity, ActivityKind, ConnectionStrength, Contribution
 from contactsync.domain.base import Entity, Version
 from contactsync.domain.changelog import ChangeLogEntry, FieldChange
 from contactsync.domain.company import Account
@@ -34,7 +34,7 @@ from contactsync.domain.errors import (
 from contactsync.domain.link import Link
 from contactsync.domain.merge import MergeSuggestion, SuggestionStatus
 from contactsync.domain.org import Organisation, Role, SharingSettings, User
-from contactsync.domain.sharing import SharingFlag, SharingTarget
+from contactsync.domain.sharing import AccessRequest, AccessStatus, SharingFlag, SharingTarget
 from contactsync.domain.sync import (
     AutoRemoval,
     ConflictPolicy,
@@ -55,6 +55,8 @@ from contactsync.domain.sync import (
 )
 
 __all__ = [
+    "AccessRequest",
+    "AccessStatus",
     "Account",
     "AccountStatus",
     "Activity",
@@ -64,8 +66,10 @@ __all__ = [
     "ConflictPolicy",
     "ConflictRule",
     "ConnectedAccount",
+    "ConnectionStrength",
     "ContactField",
     "ContactsyncError",
+    "Contribution",
     "Cursor",
     "DefaultObject",
     "Direction",

@@ -39,3 +39,38 @@ class SharingFlag(Entity):
         yield "user", self.user_id
         if self.content_shared is None:
             yield "pending", self.user_id
+
+
+class AccessStatus(StrEnum):
+    PENDING = "pending"
+    GRANTED = "granted"
+    DECLINED = "declined"
+
+
+class AccessRequest(Entity):
+    """A teammate asks to see the content of one activity they may see happened (seed 002's
+    "request access"); its owner grants or declines. A grant shows the content to the requester
+    only."""
+
+    kind = "access_request"
+    list_buckets = 4
+
+    activity_id: Id
+    requester_user_id: Id
+    owner_user_id: Id
+    status: AccessStatus = AccessStatus.PENDING
+    note: Annotated[str, StringConstraints(max_length=500)] = ""
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+    decided_at: AwareDatetime | None = None
+
+    @staticmethod
+    def make_id(requester_user_id: str, activity_id: str) -> str:
+        raw = f"{requester_user_id}\x00{activity_id}"
+        return "ar-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+    def index_entries(self) -> Iterable[tuple[str, str]]:
+        yield "requester", self.requester_user_id
+        yield "owner", self.owner_user_id
+        yield "activity", self.activity_id
+        if self.status is AccessStatus.PENDING:
+            yield "pending", self.owner_user_id
