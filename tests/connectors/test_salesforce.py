@@ -1203,3 +1203,34 @@ def test_an_item_error_keeps_the_code_and_never_the_message() -> None:
         "INVALID_EMAIL_ADDRESS",
         "fields: Email",
     )
+
+
+# ---- volume (seed 004: initial syncs of 100,000+ contacts) --------------------------------------
+
+
+@pytest.mark.slow
+def test_a_20000_contact_org_is_read_in_a_few_bulk_sets_and_then_cheaply() -> None:
+    # Given 20,000 contacts (quotas off: this is about our requests, not the org's limits)
+    env = make_env({"enabled": False})
+    response = env.user.post(env.admin + "seed", json={"count": 20_000, "seed": 3})
+    assert response.status_code == 200
+    # When the first read runs
+    seen: set[str] = set()
+    largest = 0
+    cursor = None
+    for page in env.connector.read("Contact", None):
+        largest = max(largest, len(page.records))
+        seen.update(ids_of(page.records))
+        cursor = page.cursor or cursor
+        if page.last:
+            break
+    # Then one bulk job gave every contact once, 10,000 at most in memory at a time
+    assert len(seen) == 20_000
+    assert largest <= 10_000
+    stats = env.connector.stats.by_endpoint
+    assert (stats["bulk.create"], stats["bulk.results"]) == (1, 2)
+    # and an incremental read afterwards costs a handful of requests, whatever the size
+    env.advance(3600)
+    before = env.connector.stats.requests
+    read_all(env.connector, "Contact", cursor)
+    assert env.connector.stats.requests - before <= 5
