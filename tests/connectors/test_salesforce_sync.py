@@ -369,6 +369,14 @@ def test_a_lead_as_the_default_object_takes_salesforces_placeholders(world: Worl
     world.idle()
     hub = world.store.get(HubContact, ORG, "c-hub-5")
     assert (hub.family_name, hub.company, hub.department) == ("", "", "Temps")
+    # and reconciliation agrees: a Lead has no department to push
+    assert world.service.reconcile()[ACCOUNT] == {
+        "in_step": 1,
+        "diverged": 0,
+        "unlinked": 0,
+        "missing": 0,
+        "unpushed": 0,
+    }
 
 
 def test_after_the_deleted_window_passed_a_full_read_reconciles(world: World) -> None:

@@ -256,6 +256,6 @@ class SyncService:
         contact = self.store.find(HubContact, self.org_id, link.contact_id)
         if contact is None or contact.archived:
             return
-        wanted = snapshot(pushed_fields(contact, spoke.view))
+        wanted = snapshot(pushed_fields(contact, spoke.view, link.object_type))
         if any(link.snapshot.get(k) != v for k, v in wanted.items()):
             counts["unpushed"] += 1
