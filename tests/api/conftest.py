@@ -1,6 +1,7 @@
 """Fixtures of the API tests: the real app on a SQLite store, served in-process through its WSGI
 adapter (the same code `contactsync serve` runs), two organisations, local bearer tokens, and
-the Microsoft and Aircall sandboxes mounted in-process for the connect flows and webhooks."""
+the Google, Microsoft, Salesforce and Aircall sandboxes mounted in-process for the connect flows
+(their real authorize and token endpoints) and webhooks."""
 
 from __future__ import annotations
 
@@ -25,11 +26,15 @@ from contactsync.local.secrets import LocalSecretStore
 from contactsync.store.sqlite import SQLiteStore
 from contactsync_sandbox.aircall import App as AircallApp
 from contactsync_sandbox.core import VirtualClock, mount_sandbox
+from contactsync_sandbox.google import App as GoogleApp
 from contactsync_sandbox.microsoft import App as MicrosoftApp
+from contactsync_sandbox.salesforce import App as SalesforceApp
 
 API = "https://api.test"
 MS = "https://microsoft.sandbox.test/"
 AIRCALL = "https://aircall.sandbox.test/"
+GOOGLE = "https://google.sandbox.test/"
+SALESFORCE = "https://salesforce.sandbox.test/"
 TOKEN_KEY = "t" * 43
 WEBHOOK_KEY = "w" * 43
 
@@ -72,6 +77,8 @@ class Env:
     session: requests.Session
     microsoft: MicrosoftApp
     aircall: AircallApp
+    google: GoogleApp
+    salesforce: SalesforceApp
     org: Organisation
     admin: User
     rep: User
@@ -105,9 +112,36 @@ class Env:
         return Client(self.session)
 
 
-def settings_for(microsoft: MicrosoftApp, aircall: AircallApp) -> ApiSettings:
+def settings_for(
+    microsoft: MicrosoftApp,
+    aircall: AircallApp,
+    google: GoogleApp | None = None,
+    salesforce: SalesforceApp | None = None,
+) -> ApiSettings:
     ms = microsoft.client_config()
     ac = aircall.client_config()
+    oauth: dict[Provider, ProviderOAuth] = {}
+    if google is not None:
+        g = google.client_config()
+        oauth[Provider.GOOGLE] = ProviderOAuth(
+            client_id=g["client_id"],
+            client_secret=g["client_secret"],
+            authorize_url=g["auth_uri"],
+            token_url=g["token_uri"],
+            scopes=["openid", "email", "https://www.googleapis.com/auth/contacts"],
+            authorize_params={"access_type": "offline", "prompt": "consent"},
+            account_config={"api_base": g["api_base"], "token_uri": g["token_uri"]},
+        )
+    if salesforce is not None:
+        sf = salesforce.client_config()
+        oauth[Provider.SALESFORCE] = ProviderOAuth(
+            client_id=sf["client_id"],
+            client_secret=sf["client_secret"],
+            authorize_url=sf["authorize_url"],
+            token_url=sf["token_url"],
+            scopes=["api", "refresh_token"],
+            account_config={"login_url": sf["login_url"], "token_url": sf["token_url"]},
+        )
     return ApiSettings(
         public_base_url=API,
         token_key=TOKEN_KEY,
@@ -130,6 +164,7 @@ def settings_for(microsoft: MicrosoftApp, aircall: AircallApp) -> ApiSettings:
                 scopes=["public_api"],
                 account_config={"api_base": ac["api_base"]},
             ),
+            **oauth,
         },
     )
 
@@ -139,14 +174,18 @@ def env(tmp_path: Path) -> Iterator[Env]:
     clock = VirtualClock(frozen=False)
     microsoft = MicrosoftApp(clock, seed=7)
     aircall = AircallApp(clock, seed=7)
+    google = GoogleApp(clock, seed=7)
+    salesforce = SalesforceApp(clock, seed=7)
     session = requests.Session()
     mount_sandbox(session, MS, microsoft)
     mount_sandbox(session, AIRCALL, aircall)
+    mount_sandbox(session, GOOGLE, google)
+    mount_sandbox(session, SALESFORCE, salesforce)
     store = SQLiteStore(tmp_path / "api.db")
     secrets = LocalSecretStore(tmp_path / "secrets.json")
     queue = LocalPullQueue()
     ctx = ApiContext(
-        settings=settings_for(microsoft, aircall),
+        settings=settings_for(microsoft, aircall, google, salesforce),
         store=store,
         secrets=secrets,
         inbox=PullInbox(store, queue),
@@ -161,6 +200,6 @@ def env(tmp_path: Path) -> Iterator[Env]:
     org, admin = setup.create_organisation("Dunder Mifflin", "michael@dundermifflin.com")
     rep = setup.add_user(org.id, "rep@example.com", "Pam Beesly")
     other, other_admin = setup.create_organisation("Vance Refrigeration", "bob@vance.example")
-    yield Env(ctx, store, secrets, queue, session, microsoft, aircall, org, admin, rep, other,
-              other_admin, wsgi)  # fmt: skip
+    yield Env(ctx, store, secrets, queue, session, microsoft, aircall, google, salesforce, org,
+              admin, rep, other, other_admin, wsgi)  # fmt: skip
     store.close()

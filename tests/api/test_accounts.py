@@ -1,28 +1,28 @@
-"""Connected accounts: OAuth connects (authorization code + PKCE + state) against the Microsoft
-and Aircall sandboxes' real authorize and token endpoints, a stub identity provider for what
-the Google and Salesforce sandboxes do not offer yet, API-key connects for Aircall, list with
-status, disable, reconnect, and delete after confirmation."""
+"""Connected accounts: OAuth connects (authorization code + PKCE + state) against the Google,
+Microsoft, Salesforce and Aircall sandboxes' real authorize and token endpoints, API-key connects
+for Aircall, list with status, disable, reconnect, and delete after confirmation."""
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pytest
 import requests
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
+from google.auth.transport.requests import AuthorizedSession
+from google.auth.transport.requests import Request as GoogleAuthRequest
+from google.oauth2.credentials import Credentials
+from simple_salesforce import Salesforce
 
 from contactsync.api.oauth import OAuthAttempt, attempt_id, pkce_challenge
-from contactsync.api.settings import ProviderOAuth
 from contactsync.app.setup import Setup
 from contactsync.domain.accounts import AccountStatus, ConnectedAccount, Provider
 from contactsync.domain.activity import Activity, ActivityKind
 from contactsync.domain.cursor import Cursor
 from contactsync.domain.link import Link
 from contactsync.domain.sync import SyncSettings
-from tests.api.conftest import API, Client, Env
+from contactsync_sandbox.core import mount_sandbox
+from tests.api.conftest import API, GOOGLE, SALESFORCE, Client, Env
 
 
 def consent(env: Env, authorization_url: str) -> str:
@@ -74,8 +74,13 @@ def test_microsoft_connect_with_pkce(env: Env) -> None:
     assert len(list(env.store.scan(ConnectedAccount, env.org.id))) == 1
 
 
-def test_a_wrong_verifier_is_refused_by_the_provider(env: Env) -> None:
-    started = env.as_rep.post("/accounts/connect/microsoft", json={}).json()
+def query_of(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+@pytest.mark.parametrize("provider", ["microsoft", "google", "salesforce"])
+def test_a_wrong_verifier_is_refused_by_the_provider(env: Env, provider: str) -> None:
+    started = env.as_admin.post(f"/accounts/connect/{provider}", json={}).json()
     attempt = env.store.get(OAuthAttempt, env.org.id, attempt_id(started["state"]))
     env.store.update(attempt.model_copy(update={"code_verifier": "x" * 64}))
     done = callback(env, consent(env, started["authorization_url"]))
@@ -117,6 +122,7 @@ def test_connect_rules(env: Env) -> None:
         env.as_rep.post("/accounts/connect/salesforce", json={}).status_code == 403
     )  # admins only
     assert env.as_admin.post("/accounts/connect/exchange", json={}).status_code == 422
+    env.ctx.settings.oauth.pop(Provider.GOOGLE)
     assert env.as_admin.post("/accounts/connect/google", json={}).json()["code"] == "not_configured"
     assert env.anonymous.post("/accounts/connect/microsoft", json={}).status_code == 401
 
@@ -132,107 +138,97 @@ def test_aircall_install_flow(env: Env) -> None:
     assert env.secrets.get(account.secret_ref or "")["access_token"]
 
 
-class StubIdP(BaseAdapter):
-    """A token endpoint for providers whose sandbox has no authorization-code grant yet
-    (Google, Salesforce): checks the PKCE verifier against the challenge it saw."""
-
-    def __init__(self, answer: dict[str, Any]) -> None:
-        super().__init__()
-        self.answer = answer
-        self.challenges: dict[str, str] = {}
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        response = requests.Response()
-        response.request, response.url = request, request.url or ""
-        parts = urlsplit(request.url or "")
-        if parts.path.endswith("/authorize"):
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            self.challenges["code-1"] = query["code_challenge"]
-            response.status_code = 302
-            response.headers = CaseInsensitiveDict(
-                {"Location": f"{query['redirect_uri']}?code=code-1&state={query['state']}"}
-            )
-            response._content = b""
-            return response
-        body = request.body if isinstance(request.body, str) else (request.body or b"").decode()
-        form = {k: v[0] for k, v in parse_qs(body).items()}
-        ok = pkce_challenge(form.get("code_verifier", "")) == self.challenges.get(
-            form.get("code", "")
-        )
-        response.status_code = 200 if ok else 400
-        response._content = json.dumps(self.answer if ok else {"error": "invalid_grant"}).encode()
-        response.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
-        return response
-
-    def close(self) -> None:
-        return None
-
-
-def _jwt(claims: dict[str, Any]) -> str:
-    part = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
-    return f"e30.{part}.sig"
-
-
-def _stub(env: Env, provider: Provider, answer: dict[str, Any]) -> None:
-    env.session.mount("https://idp.test/", StubIdP(answer))
-    env.ctx.settings.oauth[provider] = ProviderOAuth(
-        client_id="cid",
-        client_secret="csecret",
-        authorize_url="https://idp.test/authorize",
-        token_url="https://idp.test/token",
-        scopes=["openid", "email"],
+def test_google_connect_names_the_mailbox_by_googles_id_token(env: Env) -> None:
+    # When Pam starts a Google connect: Google's authorize URL, offline access, forced consent
+    started = env.as_rep.post("/accounts/connect/google", json={"login_hint": "rep@example.com"})
+    assert started.status_code == 201
+    url = started.json()["authorization_url"]
+    assert url.startswith(GOOGLE + "o/oauth2/v2/auth?")
+    query = query_of(url)
+    assert (query["access_type"], query["prompt"]) == ("offline", "consent")
+    assert query["code_challenge_method"] == "S256"
+    # And consents at Google, which redirects back with the code (and its scope, authuser...)
+    location = consent(env, url)
+    assert {"code", "state", "scope", "authuser", "prompt"} <= set(query_of(location))
+    done = callback(env, location)
+    # Then her mailbox is connected under the address Google's ID token names, polled
+    assert done.status_code == 201, done.text
+    account = done.json()["account"]
+    assert (account["provider"], account["address"]) == ("google", "rep@example.com")
+    assert account["config"].get("webhook_url") is None
+    # And the stored refresh token works with google-auth against her address book
+    stored = env.store.get(ConnectedAccount, env.org.id, account["id"])
+    secret = env.secrets.get(stored.secret_ref or "")
+    assert secret["refresh_token"].startswith("1//0")
+    credentials = Credentials(
+        token=None,
+        refresh_token=secret["refresh_token"],
+        token_uri=stored.config["token_uri"],
+        client_id=secret["client_id"],
+        client_secret=secret["client_secret"],
     )
-
-
-def test_google_connect_and_alias_rejection(env: Env) -> None:
-    _stub(
-        env,
-        Provider.GOOGLE,
-        {
-            "access_token": "at",
-            "refresh_token": "rt",
-            "id_token": _jwt({"email": "rep+sales@example.com"}),
-        },
+    people = mount_sandbox(
+        AuthorizedSession(credentials, auth_request=GoogleAuthRequest(env.session)),
+        GOOGLE,
+        env.google,
     )
-    started = env.as_rep.post("/accounts/connect/google", json={}).json()
-    refused = callback(env, consent(env, started["authorization_url"]))
+    listed = people.get(
+        stored.config["api_base"] + "v1/people/me/connections", params={"personFields": "names"}
+    )
+    assert listed.status_code == 200, listed.text
+    # And the same mailbox cannot be connected twice
+    again = env.as_rep.post("/accounts/connect/google", json={}).json()
+    refused = callback(env, consent(env, again["authorization_url"]))
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["field"] == "address"
-    _stub(
-        env,
-        Provider.GOOGLE,
-        {
-            "access_token": "at",
-            "refresh_token": "rt",
-            "id_token": _jwt({"email": "rep@example.com"}),
-        },
-    )
-    started = env.as_rep.post("/accounts/connect/google", json={}).json()
-    done = callback(env, consent(env, started["authorization_url"]))
-    assert done.status_code == 201
-    assert done.json()["account"]["config"].get("webhook_url") is None  # Google is polled
+
+
+def test_google_declines_a_hint_naming_no_account(env: Env) -> None:
+    # An alias is no Google account: Google sends the user back with access_denied
+    started = env.as_rep.post(
+        "/accounts/connect/google", json={"login_hint": "rep+sales@example.com"}
+    ).json()
+    location = consent(env, started["authorization_url"])
+    assert query_of(location)["error"] == "access_denied"
+    denied = callback(env, location)
+    assert (denied.status_code, denied.json()["code"]) == (422, "denied:access_denied")
+    assert list(env.store.scan(ConnectedAccount, env.org.id)) == []
 
 
 def test_salesforce_connect_reads_the_identity_url(env: Env) -> None:
-    _stub(
-        env,
-        Provider.SALESFORCE,
-        {
-            "access_token": "00D!x",
-            "refresh_token": "rt",
-            "instance_url": "https://sf.test",
-            "id": "https://login.salesforce.com/id/00D000000000001EAA/005000000000001AAA",
-        },
-    )
+    # When the admin connects the org through Salesforce's web server flow
     started = env.as_admin.post("/accounts/connect/salesforce", json={}).json()
+    assert started["authorization_url"].startswith(SALESFORCE + "services/oauth2/authorize?")
     done = callback(env, consent(env, started["authorization_url"]))
+    # Then the account carries the org, the user and the instance from the token response
     assert done.status_code == 201, done.text
     account = done.json()["account"]
-    assert account["config"]["organization_id"] == "00D000000000001EAA"
-    assert account["config"]["instance_url"] == "https://sf.test"
+    credentials = env.salesforce.org.credentials
+    assert account["config"]["organization_id"] == credentials.org_id
+    assert account["config"]["user_id"] == credentials.admin.id
+    assert account["config"]["instance_url"] == SALESFORCE.rstrip("/")
     assert account["webhook_url"].startswith(
         f"{API}/webhooks/salesforce/{env.org.id}/{account['id']}?key="
     )
+    # And its stored credentials hold a refresh token Salesforce accepts
+    stored = env.store.get(ConnectedAccount, env.org.id, account["id"])
+    secret = env.secrets.get(stored.secret_ref or "")
+    refreshed = env.session.post(
+        stored.config["token_url"],
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": secret["refresh_token"],
+            "client_id": secret["client_id"],
+            "client_secret": secret["client_secret"],
+        },
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    sf = Salesforce(
+        session_id=refreshed.json()["access_token"],
+        instance_url=account["config"]["instance_url"],
+        session=env.session,
+    )
+    assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 0
 
 
 def aircall_keys(env: Env) -> dict[str, str]:
@@ -300,23 +296,23 @@ def test_disable_and_reconnect(env: Env) -> None:
     )
     listed = env.as_rep.get(path).json()
     assert (listed["status"], listed["status_reason"]) == ("needs_reconnect", "invalid_grant")
-    _stub(
-        env,
-        Provider.GOOGLE,
-        {
-            "access_token": "at2",
-            "refresh_token": "rt2",
-            "id_token": _jwt({"email": "rep@example.com"}),
-        },
-    )
+    # Signing in at Google as someone else (login_hint is only a hint) is refused
+    other = env.as_rep.post(f"{path}/reconnect", json={}).json()
+    assert query_of(other["authorization_url"])["login_hint"] == "rep@example.com"
+    swapped = {**query_of(other["authorization_url"]), "login_hint": "manager@example.com"}
+    wrong_user = callback(env, consent(env, f"{GOOGLE}o/oauth2/v2/auth?{urlencode(swapped)}"))
+    assert (wrong_user.status_code, wrong_user.json()["code"]) == (422, "other_account")
+    # Signing in as Pam renews the credentials in place
     again = env.as_rep.post(f"{path}/reconnect", json={}).json()
-    assert again["authorization_url"].startswith("https://idp.test/authorize")
-    state = parse_qs(urlsplit(again["authorization_url"]).query)["state"][0]
+    assert again["authorization_url"].startswith(GOOGLE + "o/oauth2/v2/auth?")
+    state = query_of(again["authorization_url"])["state"]
     assert env.store.get(OAuthAttempt, env.org.id, attempt_id(state)).account_id == account.id
     done = callback(env, consent(env, again["authorization_url"]))
     assert done.status_code == 201, done.text
     assert done.json()["account"]["status"] == "connected"
-    assert env.secrets.get(stored.secret_ref or "")["refresh_token"] == "rt2"
+    renewed = env.secrets.get(stored.secret_ref or "")["refresh_token"]
+    assert renewed != "rt"
+    assert renewed.startswith("1//0")
     assert len(list(env.store.scan(ConnectedAccount, env.org.id))) == 1
 
 
