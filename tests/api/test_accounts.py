@@ -381,3 +381,31 @@ def test_delete_needs_confirmation_and_removes_the_accounts_data(env: Env) -> No
 
 def test_client_helper(env: Env) -> None:
     assert isinstance(env.as_rep, Client)
+
+
+def test_a_connect_that_brings_no_refresh_token_is_refused(env: Env) -> None:
+    # Given a Google client that asks for offline access but not for prompt=consent
+    google = env.ctx.settings.oauth[Provider.GOOGLE]
+    env.ctx.settings.oauth[Provider.GOOGLE] = google.model_copy(
+        update={"authorize_params": {"access_type": "offline"}}
+    )
+    # And Pam connected her mailbox once, then deleted the account (her grant at Google stays)
+    first = env.as_rep.post("/accounts/connect/google", json={}).json()
+    done = callback(env, consent(env, first["authorization_url"]))
+    assert done.status_code == 201, done.text
+    path = f"/accounts/{done.json()['account']['id']}"
+    assert env.as_rep.delete(path, params={"confirm": "rep@example.com"}).status_code == 200
+    # When she connects it again: Google skips the consent screen, so it sends no refresh token
+    again = env.as_rep.post("/accounts/connect/google", json={}).json()
+    location = consent(env, again["authorization_url"])
+    assert query_of(location)["prompt"] == "none"
+    refused = callback(env, location)
+    # Then the connect is refused, rather than leaving an account that could never sync
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "no_refresh_token"
+    live = [
+        a
+        for a in env.store.scan(ConnectedAccount, env.org.id)
+        if a.status is not AccountStatus.DELETED
+    ]
+    assert live == []

@@ -29,6 +29,9 @@ from contactsync.domain.errors import VersionConflict
 from contactsync.store.base import Store
 
 OAUTH_PROVIDERS = (Provider.GOOGLE, Provider.MICROSOFT, Provider.SALESFORCE, Provider.AIRCALL)
+# Providers whose access tokens expire, so an account is only usable with a refresh token
+# (Aircall's OAuth tokens never expire and come without one).
+REFRESHING_PROVIDERS = frozenset({Provider.GOOGLE, Provider.MICROSOFT, Provider.SALESFORCE})
 
 
 class OAuthAttempt(Entity):
@@ -200,6 +203,15 @@ class OAuthFlows:
         if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
             raise ApiError(
                 "The token endpoint gave no access token.", code="provider_error", status=502
+            )
+        if attempt.provider in REFRESHING_PROVIDERS and not body.get("refresh_token"):
+            # Google sends one only when it shows the consent screen with access_type=offline:
+            # the first time, or with prompt=consent. Without it the account could never sync.
+            raise Unprocessable(
+                "The provider gave no refresh token, so the account could not stay connected; "
+                "the OAuth client must ask for offline access (Google: access_type=offline and "
+                "prompt=consent; Microsoft: offline_access; Salesforce: refresh_token).",
+                code="no_refresh_token",
             )
         return tokens_of(attempt.provider, body, client)
 
