@@ -59,15 +59,36 @@ class Link(Entity):
     pending_create: bool = False
     # The record lost one of its two markers (seed 003's category): the next push restores it.
     repair_marker: bool = False
+    # The record was deleted in the provider and auto-removal is off: the next push re-creates
+    # it there (seed 003). The link keeps what made the contact belong (marked, the sync that
+    # created it) until the new record replaces it.
+    restore: bool = False
     last_synced_at: AwareDatetime = Field(default_factory=utcnow)
 
     @classmethod
     def key(cls, account_id: str, object_type: str, remote_id: str) -> str:
         return link_id(account_id, object_type, remote_id)
 
+    def to_restore(self) -> Link:
+        """The placeholder that asks for the record to be re-created (see ``restore``)."""
+        return self.model_copy(
+            update={
+                "id": link_id(self.account_id, "restore", self.contact_id),
+                "remote_id": self.contact_id,
+                "remote_version": None,
+                "fingerprint": "",
+                "snapshot": {},
+                "restore": True,
+                "repair_marker": False,
+                "pending_create": False,
+                "version": 0,
+            }
+        )
+
     def index_entries(self) -> Iterable[tuple[str, str]]:
         yield "contact", self.contact_id
-        yield "stream", stream_key(self.account_id, self.object_type)
+        if not self.restore:  # no remote record: nothing a full scan could miss
+            yield "stream", stream_key(self.account_id, self.object_type)
         if self.pending_create:
             yield "pending", self.account_id
         if self.created_by_sync:

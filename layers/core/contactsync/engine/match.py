@@ -47,9 +47,13 @@ def record_phone_keys(record: RemoteRecord, default_region: str = "US") -> list[
 def eligible(candidate: HubContact, spoke: SpokeView, shared: bool) -> bool:
     if candidate.archived or candidate.merged_into is not None:
         return False
+    mine = candidate.personal and candidate.owner_user_id == spoke.owner_user_id
     if shared:
-        return candidate.visibility is Visibility.ORGANISATION
-    return candidate.personal and candidate.owner_user_id == spoke.owner_user_id
+        # A record its owner marked (or shares) may also be the owner's own personal contact:
+        # dragging a contact into Outlook's "Salesforce Contacts" folder gives it a new id, and
+        # it must stay one person (the engine then promotes it to the organisation).
+        return candidate.visibility is Visibility.ORGANISATION or (spoke.address_book and mine)
+    return mine
 
 
 def choose(
@@ -75,7 +79,8 @@ def choose(
             scored.append((2 * by_email + by_phone, by_email, candidate))
     if not scored:
         return MatchResult(None, "new")
-    scored.sort(key=lambda s: (-s[0], s[2].created_at, s[2].id))
+    # Organisation contacts first among equals: a marked record joins the shared person.
+    scored.sort(key=lambda s: (-s[0], s[2].personal, s[2].created_at, s[2].id))
     _, best_by_email, best = scored[0]
     others = tuple(c.id for _, _, c in scored[1:])
     return MatchResult(best, "email" if best_by_email else "phone", others)

@@ -136,6 +136,17 @@ def plan(
 def _plan_linked(contact: HubContact, link: Link, spoke: SpokeView) -> Plan:
     if link.pending_create:
         return Plan(None, "create outcome unknown: waiting to find the record")
+    if link.restore:
+        if contact.archived or contact.merged_into is not None:
+            return Plan(None, "archived: nothing to restore")
+        fields = pushed_fields(contact, spoke, link.object_type)
+        restored = Create(
+            hub_id=contact.id,
+            fields=fields,
+            object_type=link.object_type,
+            marked=True if link.marked else None,
+        )
+        return Plan(restored, "restore a record deleted where auto-removal is off")
     if contact.archived or contact.merged_into is not None:
         if spoke.auto_removal.to_provider:
             return Plan(Delete(remote_id=link.remote_id, object_type=link.object_type), "delete")

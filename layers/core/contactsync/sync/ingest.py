@@ -430,6 +430,8 @@ def apply_deletions(ctx: IngestContext, link_ids: list[str]) -> None:
                     OutboxEntry.entry(ctx.org_id, contact.id, version, ctx.view.account_id, ctx.now)
                 )
             )
+        if action is DeleteAction.RESTORE and contact is not None:
+            writes.append(Write(link.model_copy(update={"contact_id": contact.id}).to_restore()))
         if writes:
             ctx.store.transact(writes)
         ctx.store.delete(Link, ctx.org_id, link_id)

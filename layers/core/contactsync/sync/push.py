@@ -249,7 +249,10 @@ def _record_failure(ctx: PushContext, spoke: Spoke, item: _Item, result: Mutatio
         _write_pending(ctx, spoke, item)
         return True
     if error.kind == "not_found" and item.link is not None:
+        # Deleted remotely before we saw it: the same policy as a delete read in a pull.
         action = on_remote_delete(item.link, spoke.view)
+        if action is DeleteAction.RESTORE and not item.link.restore:
+            ctx.store.transact([Write(item.link.to_restore())])
         ctx.store.delete(Link, ctx.org_id, item.link.id)
         return action is DeleteAction.RESTORE
     if error.kind in ("auth", "quota"):
