@@ -37,7 +37,7 @@ from contactsync.connectors.salesforce import (
     SalesforceConnector,
     from_account,
 )
-from contactsync.connectors.salesforce.errors import item_error, item_kind
+from contactsync.connectors.salesforce.errors import classify, item_error, item_kind
 from contactsync.connectors.salesforce.paging import CursorState, list_view_parts
 from contactsync.domain import ConnectedAccount, EmailAddress, PhoneNumber, PostalAddress, Provider
 from contactsync_sandbox.core import VirtualClock, WSGITransport, mount_sandbox
@@ -1234,3 +1234,23 @@ def test_a_20000_contact_org_is_read_in_a_few_bulk_sets_and_then_cheaply() -> No
     before = env.connector.stats.requests
     read_all(env.connector, "Contact", cursor)
     assert env.connector.stats.requests - before <= 5
+
+
+def test_a_retry_after_is_honoured_when_one_comes(env: Env) -> None:
+    # Given a maintenance window answering 503 with Retry-After (Salesforce itself sends
+    # none; a proxy in front of it may)
+    env.seed_n(1)
+    env.faults({"kind": "throttle", "path": "/query/?$", "times": 1})
+    before = env.clock.now()
+    response = requests.Response()
+    response.status_code = 503
+    response.headers["Retry-After"] = "42"
+    response._content = b'[{"errorCode": "SERVER_UNAVAILABLE", "message": "down"}]'
+    error = classify(response, None, 5.0)
+    # Then it is throttling, for the time it says
+    assert error is not None
+    assert (error.kind, error.retry_after) == ("throttled", 42.0)
+    # and a read throttled by the concurrency limit waits its back-off, on the virtual clock
+    records, _, _ = read_all(env.connector, "Contact", None)
+    assert records
+    assert (env.clock.now() - before).total_seconds() >= 5

@@ -32,6 +32,7 @@ from contactsync.connectors.base import (
     Throttled,
     TransientError,
 )
+from contactsync.connectors.http import retry_after_seconds
 
 _CODE = re.compile(r"^[A-Za-z0-9_:.\-]{1,80}$")
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -112,6 +113,9 @@ def classify(
         return None
     code, fields = _first_error(response)
     note = _fields_note(fields)
+    if status in (429, 503) and "Retry-After" in response.headers:
+        # Salesforce sends none, but a proxy or a maintenance window may: honour it.
+        return Throttled(code, "", retry_after=retry_after_seconds(response, throttle_wait))
     if status == 300:
         return InvalidRequest("MULTIPLE_CHOICES", "the external id matches several records")
     if status == 401:
@@ -122,13 +126,14 @@ def classify(
         if code == "REQUEST_LIMIT_EXCEEDED":
             seen = usage(response) or last_usage
             if seen is not None and not seen.exhausted:
-                return Throttled(code, "concurrent request limit", retry_after=throttle_wait)
+                wait = retry_after_seconds(response, throttle_wait)
+                return Throttled(code, "concurrent request limit", retry_after=wait)
             return QuotaExhausted(code, "the org's daily API allocation is used up")
         return AuthError(code, "Salesforce refused the request for this user")
     if status == 404:
         return RemoteNotFound(code, note)
     if status == 429:
-        return Throttled(code, "", retry_after=throttle_wait)
+        return Throttled(code, "", retry_after=retry_after_seconds(response, throttle_wait))
     if status >= 500:
         return TransientError(code, "")
     if code == "INVALID_QUERY_LOCATOR":
