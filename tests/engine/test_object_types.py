@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from contactsync.connectors.base import ContactFields, Create, RemoteRecord, Update
 from contactsync.domain import (
@@ -55,7 +56,7 @@ def crm(**kw: object) -> SpokeView:
     )
 
 
-def person(**kw: object) -> HubContact:
+def person(**kw: Any) -> HubContact:
     return f.contact(
         contact_id="c-1",
         phones=list(PHONES),
