@@ -25,10 +25,12 @@ from contactsync_sandbox.core.clock import VirtualClock
 from contactsync_sandbox.core.tokens import TokenStore
 from contactsync_sandbox.google import exceptions as err
 from contactsync_sandbox.google.quotas import QuotaLimiter
+from contactsync_sandbox.google.scopes import WORKSPACE_SCOPES
 
 CONTACTS_SCOPE = "https://www.googleapis.com/auth/contacts"
 READONLY_SCOPE = "https://www.googleapis.com/auth/contacts.readonly"
-GRANTED_SCOPES = (CONTACTS_SCOPE, READONLY_SCOPE)
+# The Gmail and Calendar scopes serve activity capture (gmail.py, calendar.py).
+GRANTED_SCOPES = (CONTACTS_SCOPE, READONLY_SCOPE, *WORKSPACE_SCOPES)
 # System contact groups and their formatted names; members can be added only to the first two.
 SYSTEM_GROUPS = {
     "myContacts": "My Contacts",

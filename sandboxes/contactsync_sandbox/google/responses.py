@@ -24,6 +24,10 @@ Served paths (``api_base`` is the server root, like ``https://people.googleapis.
     PUT    /v1/contactGroups/{id}                    contactGroups.update
     DELETE /v1/contactGroups/{id}                    contactGroups.delete
     POST   /v1/contactGroups/{id}/members:modify     contactGroups.members.modify
+
+Gmail (``/gmail/v1/...``) and Calendar (``/calendar/v3/...``) for activity capture live in
+``gmail.py`` and ``calendar.py`` (state in ``workspace.py``), with the admin call
+``POST /_sandbox/workspace``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ from contactsync_sandbox.core.clock import VirtualClock
 from contactsync_sandbox.core.faults import FaultRule
 from contactsync_sandbox.google import exceptions as err
 from contactsync_sandbox.google import render
+from contactsync_sandbox.google import workspace_errors as workspace_err
+from contactsync_sandbox.google.admin import WorkspaceAdmin
+from contactsync_sandbox.google.calendar import CalendarRoutes, calendar_rules
 from contactsync_sandbox.google.fields import (
     READ_FIELDS,
     STORED_FIELDS,
@@ -53,6 +60,7 @@ from contactsync_sandbox.google.fields import (
     request_etags,
     requested_groups,
 )
+from contactsync_sandbox.google.gmail import GmailRoutes, gmail_rules
 from contactsync_sandbox.google.models import (
     ADDABLE_SYSTEM_GROUPS,
     CONTACTS_SCOPE,
@@ -69,6 +77,7 @@ from contactsync_sandbox.google.models import (
 from contactsync_sandbox.google.oauth import AUTH_PATH, GoogleOAuth
 from contactsync_sandbox.google.quotas import BUCKETS, COSTS
 from contactsync_sandbox.google.seeding import LABELS, generated
+from contactsync_sandbox.google.workspace import Workspace
 
 USER_KEY = "contactsync.google.user"
 SCOPE_KEY = "contactsync.google.scope"
@@ -210,8 +219,8 @@ def _group_fields(raw: str | None, param: str) -> tuple[str, ...]:
     return parse_mask(raw, render.GROUP_FIELDS, param, GROUP_DOCS)
 
 
-class GoogleApp(SandboxApp):
-    """The Google People API v1 and Google's OAuth 2.0 token endpoint."""
+class GoogleApp(GmailRoutes, CalendarRoutes, WorkspaceAdmin, SandboxApp):
+    """The Google People API v1, Gmail and Calendar, and Google's OAuth 2.0 token endpoint."""
 
     name = "google"
 
@@ -219,6 +228,7 @@ class GoogleApp(SandboxApp):
         clock = clock or VirtualClock()
         self.backend = GoogleBackend(clock, seed, on_write=render.prime)
         self.oauth = GoogleOAuth(self.backend)
+        self.workspace = Workspace(clock, self.backend.users, self.backend.codec)
         super().__init__(clock, seed=seed)
         self.base_url = "https://google.sandbox.test/"  # in-process convention until served
 
@@ -247,6 +257,9 @@ class GoogleApp(SandboxApp):
                 methods=["POST"],
                 endpoint="modify_members",
             ),
+            *gmail_rules(),
+            *calendar_rules(),
+            Rule("/_sandbox/workspace", methods=["GET", "POST"], endpoint="_admin_workspace"),
         ]
 
     def _admin_routes(self) -> list[Rule]:
@@ -941,6 +954,10 @@ class GoogleApp(SandboxApp):
     # ---- provider hooks for the shared machinery ----------------------------------------------
 
     def render_fault(self, rule: FaultRule, request: Request) -> Response:
+        if request.path.startswith(("/gmail/", "/calendar/")):
+            if rule.kind == "throttle":
+                return workspace_err.rate_limited("Rate Limit Exceeded", rule.retry_after)
+            return workspace_err.server_error(rule.status)
         if request.path in ("/token", "/revoke"):
             if rule.kind == "throttle":
                 return json_response(
@@ -1017,15 +1034,21 @@ class GoogleApp(SandboxApp):
         return json_response(uris.configure(body) if body else uris.to_json())
 
     def dump_state(self) -> dict[str, Any]:
-        return {**self.backend.to_json(), "oauth": self.oauth.to_json()}
+        return {
+            **self.backend.to_json(),
+            "oauth": self.oauth.to_json(),
+            "workspace": self.workspace.to_json(),
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.backend.load(state)
         self.oauth.load(state.get("oauth", {}))
+        self.workspace.load(state.get("workspace", {}))
 
     def reset(self) -> None:
         self.backend.reset()
         self.oauth.reset()
+        self.workspace.reset()
 
     def client_config(self) -> dict[str, Any]:
         base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
@@ -1041,6 +1064,8 @@ class GoogleApp(SandboxApp):
             "user": default.email,
             "users": {u.email: u.refresh_token for u in self.backend.users},
             "scopes": [CONTACTS_SCOPE],
+            "gmail_api_base": base,
+            "calendar_api_base": base,
             "admin": base + "_sandbox/",
         }
 
