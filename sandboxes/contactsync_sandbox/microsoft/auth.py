@@ -26,8 +26,21 @@ from contactsync_sandbox.microsoft.settings import Limits
 
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
-APP_ROLES = ("Contacts.ReadWrite", "MailboxSettings.ReadWrite", "User.Read.All")
-DELEGATED_SCOPES = ("Contacts.ReadWrite", "MailboxSettings.ReadWrite", "User.Read")
+# Mail.Read and Calendars.Read serve activity capture (mail.py).
+APP_ROLES = (
+    "Contacts.ReadWrite",
+    "MailboxSettings.ReadWrite",
+    "User.Read.All",
+    "Mail.Read",
+    "Calendars.Read",
+)
+DELEGATED_SCOPES = (
+    "Contacts.ReadWrite",
+    "MailboxSettings.ReadWrite",
+    "User.Read",
+    "Mail.Read",
+    "Calendars.Read",
+)
 OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
 CLOCK_SKEW_SECONDS = 300  # what Microsoft.IdentityModel allows past ``exp``
 

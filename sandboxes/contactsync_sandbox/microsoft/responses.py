@@ -1,5 +1,6 @@
 """The HTTP edge of the Microsoft sandbox: the identity platform's v2.0 endpoints and Graph
-v1.0's contacts, contact folders, master categories, delta, subscriptions and ``$batch``.
+v1.0's contacts, contact folders, master categories, delta, subscriptions and ``$batch``; mail
+and calendar delta for activity capture live in ``mail.py``.
 
 Handlers parse the request, call the models and render Graph's JSON; every Graph error is a
 typed exception rendered in one place (``_graph_error``), every identity error likewise
@@ -27,6 +28,7 @@ from contactsync_sandbox.core.faults import FaultRule
 from contactsync_sandbox.core.people import people_for
 from contactsync_sandbox.core.webhooks import WebhookDispatcher
 from contactsync_sandbox.microsoft import exceptions as err
+from contactsync_sandbox.microsoft import mail
 from contactsync_sandbox.microsoft.auth import Identity, Principal
 from contactsync_sandbox.microsoft.delta import DeltaStore
 from contactsync_sandbox.microsoft.exceptions import AADError, GraphError
@@ -75,11 +77,15 @@ CANONICAL_SEGMENTS = {
         "subscriptions",
         "reauthorize",
         "$batch",
+        "mailFolders",
+        "messages",
+        "calendarView",
     )
 }
 _KEY_SEGMENT = re.compile(r"\('([^']*)'\)")
 _MAILBOX_PATH = re.compile(
-    r"^/v1\.0/(?:users/([^/]+)|me)/(?:contacts|contactFolders|outlook)(?:/|$)"
+    r"^/v1\.0/(?:users/([^/]+)|me)/"
+    r"(?:contacts|contactFolders|outlook|mailFolders|messages|calendarView)(?:/|$)"
 )
 _MAX_PAGE = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)", re.IGNORECASE)
 LIST_OPTIONS = frozenset({"$select", "$filter", "$orderby", "$top", "$skip", "$count"})
@@ -167,6 +173,8 @@ class App(SandboxApp):
         self.identity = Identity(self.directory, self.clock, self.limits)
         self.throttle = Throttle(self.clock, self.limits)
         self.delta = DeltaStore(seed, self.limits)
+        self.mail_delta = DeltaStore(seed + 1, self.limits)
+        self.mail: dict[str, mail.MailState] = {}
         self.webhooks = WebhookDispatcher(self.clock)
         self.subscriptions = Subscriptions(
             seed, self.clock, self.limits, self.webhooks, self.directory.tenant_id
@@ -180,6 +188,7 @@ class App(SandboxApp):
         self.mailboxes = {
             u.id: Mailbox(self.seed_value, u, self.limits) for u in self.directory.users
         }
+        self.mail = {u.id: mail.MailState(self.seed_value, u) for u in self.directory.users}
 
     # ---- routes ------------------------------------------------------------------------------
 
@@ -208,6 +217,7 @@ class App(SandboxApp):
             Rule("/_sandbox/move", methods=["POST"], endpoint="_admin_move"),
             Rule("/_sandbox/lifecycle", methods=["POST"], endpoint="_admin_lifecycle"),
             Rule("/_sandbox/revoke", methods=["POST"], endpoint="_admin_revoke"),
+            Rule("/_sandbox/mail", methods=["POST"], endpoint="_admin_mail"),
         ]
         table = [
             ("", ["GET"], "user_get"),
@@ -236,7 +246,7 @@ class App(SandboxApp):
             ("/outlook/masterCategories/<cat>", ["PATCH"], "category_update"),
             ("/outlook/masterCategories/<cat>", ["DELETE"], "category_delete"),
         ]
-        for suffix, methods, endpoint in table:
+        for suffix, methods, endpoint in [*table, *mail.MAIL_ROUTES]:
             rules.extend(_user_rules(suffix, methods, endpoint))
         return rules
 
@@ -439,6 +449,13 @@ class App(SandboxApp):
     def _notify(self, mailbox: Mailbox, changes: list[Change]) -> None:
         for change in changes:
             self.subscriptions.notify(mailbox.user.id, change)
+
+    # ---- mail and calendar (activity capture), in mail.py -----------------------------------
+
+    message_delta = graph_op(mailbox=True, outlook=True)(mail.message_delta)
+    message_get = graph_op(mailbox=True, outlook=True)(mail.message_get)
+    event_delta = graph_op(mailbox=True, outlook=True)(mail.event_delta)
+    _admin_mail = mail.admin_mail
 
     # ---- identity endpoints ------------------------------------------------------------------
 
@@ -976,6 +993,8 @@ class App(SandboxApp):
             "mailboxes": [m.to_json() for m in self.mailboxes.values()],
             "identity": self.identity.to_json(),
             "delta": self.delta.to_json(),
+            "mail": [m.to_json() for m in self.mail.values()],
+            "mail_delta": self.mail_delta.to_json(),
             "subscriptions": self.subscriptions.to_json(),
             "batches": self._batches,
         }
@@ -987,6 +1006,10 @@ class App(SandboxApp):
             self.mailboxes[raw["user"]].load_json(raw)
         self.identity.load_json(state["identity"])
         self.delta.load_json(state["delta"])
+        for raw in state.get("mail", []):
+            self.mail[raw["user"]].load_json(raw)
+        if "mail_delta" in state:
+            self.mail_delta.load_json(state["mail_delta"])
         self.subscriptions.load_json(state["subscriptions"])
         self._batches = int(state["batches"])
 
@@ -995,6 +1018,7 @@ class App(SandboxApp):
         self._fresh_mailboxes()
         self.identity.reset()
         self.delta.clear()
+        self.mail_delta.clear()
         self.subscriptions.clear()
         self.throttle.clear()
         self._batches = 0
