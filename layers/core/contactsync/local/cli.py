@@ -230,7 +230,8 @@ def connect_sandbox_accounts(
     return accounts
 
 
-_SECRET_KEYS = {"client_secret", "refresh_token", "api_token", "access_token", "private_key"}
+_SECRET_KEYS = {"client_secret", "refresh_token", "api_token", "access_token", "private_key",
+                "jwt_private_key", "password"}  # fmt: skip
 
 
 def sandbox_account(
@@ -242,7 +243,8 @@ def sandbox_account(
     for key, value in entry.items():
         if not isinstance(value, str) or key == "admin":
             continue
-        (credentials if key in _SECRET_KEYS or key.endswith("_secret") else config)[key] = value
+        secret = key in _SECRET_KEYS or key.endswith(("_secret", "_token", "_private_key"))
+        (credentials if secret else config)[key] = value
     if "client_id" in config:
         credentials["client_id"] = config["client_id"]
     if "api_id" in config:
@@ -475,24 +477,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        table = Table(
-            "account",
-            "in step",
-            "diverged",
-            "unlinked",
-            "missing",
-            "unpushed",
-            title="Reconciliation",
-        )
+        keys = ("in_step", "diverged", "unlinked", "missing", "unpushed")
+        table = Table("account", *(k.replace("_", " ") for k in keys), title="Reconciliation")
         for account, counts in result.items():
-            table.add_row(
-                account,
-                *(
-                    str(counts[k])
-                    for k in ("in_step", "diverged", "unlinked", "missing", "unpushed")
-                ),
-            )
+            table.add_row(account, *(str(counts[k]) for k in keys))
         console.print(table)
+        for account, counts in result.items():
+            for kind, ids in counts.get("samples", {}).items():
+                console.print(f"  {account} {kind}: {', '.join(ids)}")
     return 0
 
 

@@ -196,6 +196,14 @@ def _ingest(ctx: IngestContext, record: RemoteRecord, link_id: str) -> None:
     _suggest(ctx, merged, others, is_new)
 
 
+def remote_snapshot(
+    record: RemoteRecord, link: Link | None, contact: HubContact | None, view: SpokeView
+) -> dict[str, object]:
+    """What the link should say the remote record holds, read the way ingest reads it."""
+    said = snapshot(record.fields.only(view.mapped_fields))
+    return _with_unsaid(said, link, contact, view, record.object_type)
+
+
 def _with_unsaid(
     said: dict[str, object],
     link: Link | None,

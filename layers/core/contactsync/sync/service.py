@@ -23,7 +23,7 @@ from contactsync.engine.canonical import fingerprint, snapshot
 from contactsync.engine.plan import pushed_fields
 from contactsync.store.base import Store
 from contactsync.sync.dryrun import DryRunStore
-from contactsync.sync.ingest import IngestContext
+from contactsync.sync.ingest import IngestContext, remote_snapshot
 from contactsync.sync.pull import MassDeleteDetected, pull_stream
 from contactsync.sync.push import PushContext, push_outbox
 from contactsync.sync.report import RunReport
@@ -47,6 +47,8 @@ class SyncService:
     connectors: ConnectorFactory
     now: Callable[[], datetime] = utcnow
     worker: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:8]}")
+    # Accounts whose connector ran its one-time setup in this process (folder, label, webhook).
+    _prepared: set[str] = field(default_factory=set)
 
     # ---- spokes --------------------------------------------------------------------------------
 
@@ -104,6 +106,9 @@ class SyncService:
             )
             on_page = _pull_progress(progress, spoke.account.id)
             try:
+                if spoke.account.id not in self._prepared and not dry_run:
+                    spoke.connector.prepare()  # idempotent: the folder, the label, the webhook
+                    self._prepared.add(spoke.account.id)
                 for stream in spoke.connector.streams():
                     pull_stream(
                         ctx,
@@ -215,47 +220,66 @@ class SyncService:
 
     # ---- reconciliation ------------------------------------------------------------------------
 
-    def reconcile(self) -> dict[str, dict[str, int]]:
+    def reconcile(self) -> dict[str, dict[str, Any]]:
         """Compares every spoke with the hub by fingerprints, reading everything, writing
         nothing. Per spoke: records in step, diverged (the remote differs from what we last
         synced), unlinked remote records, links whose record is gone, and hub changes not yet
-        pushed."""
-        result: dict[str, dict[str, int]] = {}
+        pushed; with up to five remote ids of each kind of divergence, to look into."""
+        result: dict[str, dict[str, Any]] = {}
         for spoke in self.spokes():
-            counts = {"in_step": 0, "diverged": 0, "unlinked": 0, "missing": 0, "unpushed": 0}
+            counts: dict[str, Any] = {
+                "in_step": 0, "diverged": 0, "unlinked": 0, "missing": 0, "unpushed": 0,
+            }  # fmt: skip
+            samples: dict[str, list[str]] = {}
             for stream in spoke.connector.streams():
-                seen: set[str] = set()
-                for page in spoke.connector.read(stream, None):
-                    for record in page.records:
-                        if record.deleted:
-                            continue
-                        link_id = Link.key(spoke.account.id, record.object_type, record.remote_id)
-                        seen.add(link_id)
-                        link = self.store.find(Link, self.org_id, link_id)
-                        snap = snapshot(record.fields.only(spoke.view.mapped_fields))
-                        if link is None:
-                            counts["unlinked"] += 1
-                        elif link.fingerprint != fingerprint(snap):
-                            counts["diverged"] += 1
-                        else:
-                            counts["in_step"] += 1
-                    if page.last:
-                        break
+                seen = self._reconcile_stream(spoke, stream, counts, samples)
                 key = stream_key(spoke.account.id, stream)
                 for link_id in self.store.lookup_ids(Link, self.org_id, "stream", key):
+                    link = self.store.find(Link, self.org_id, link_id)
+                    if link is None:
+                        continue
                     if link_id in seen:
-                        link = self.store.find(Link, self.org_id, link_id)
-                        if link is not None:
-                            self._count_unpushed(spoke, link, counts)
+                        self._count_unpushed(spoke, link, counts, samples)
                     else:
                         counts["missing"] += 1
+                        samples.setdefault("missing", []).append(link.remote_id)
+            counts["samples"] = {k: v[:5] for k, v in samples.items()}
             result[spoke.account.id] = counts
         return result
 
-    def _count_unpushed(self, spoke: Spoke, link: Link, counts: dict[str, int]) -> None:
+    def _reconcile_stream(
+        self, spoke: Spoke, stream: str, counts: dict[str, Any], samples: dict[str, list[str]]
+    ) -> set[str]:
+        seen: set[str] = set()
+        for page in spoke.connector.read(stream, None):
+            for record in page.records:
+                if record.deleted:
+                    continue
+                link_id = Link.key(spoke.account.id, record.object_type, record.remote_id)
+                seen.add(link_id)
+                link = self.store.find(Link, self.org_id, link_id)
+                if link is None:
+                    counts["unlinked"] += 1
+                    samples.setdefault("unlinked", []).append(record.remote_id)
+                    continue
+                contact = self.store.find(HubContact, self.org_id, link.contact_id)
+                snap = remote_snapshot(record, link, contact, spoke.view)
+                if link.fingerprint != fingerprint(snap):
+                    counts["diverged"] += 1
+                    samples.setdefault("diverged", []).append(record.remote_id)
+                else:
+                    counts["in_step"] += 1
+            if page.last:
+                break
+        return seen
+
+    def _count_unpushed(
+        self, spoke: Spoke, link: Link, counts: dict[str, Any], samples: dict[str, list[str]]
+    ) -> None:
         contact = self.store.find(HubContact, self.org_id, link.contact_id)
-        if contact is None or contact.archived:
+        if contact is None or contact.archived or not spoke.view.direction.pushes:
             return
         wanted = snapshot(pushed_fields(contact, spoke.view, link.object_type))
         if any(link.snapshot.get(k) != v for k, v in wanted.items()):
             counts["unpushed"] += 1
+            samples.setdefault("unpushed", []).append(link.remote_id)
