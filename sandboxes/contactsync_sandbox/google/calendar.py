@@ -3,6 +3,7 @@ in production; here under the Google sandbox's root), the primary calendar of ea
 
     GET    /calendar/v3/calendars/{calendarId}/events             events.list
     POST   /calendar/v3/calendars/{calendarId}/events             events.insert
+    GET    /calendar/v3/calendars/{calendarId}/events/{eventId}   events.get
     DELETE /calendar/v3/calendars/{calendarId}/events/{eventId}   events.delete
 
 ``calendarId`` is ``primary`` or the user's address. events.list: ``maxResults`` 1..2500
@@ -54,6 +55,7 @@ def calendar_rules() -> list[Rule]:
     return [
         Rule(base, methods=["GET"], endpoint="calendar_list"),
         Rule(base, methods=["POST"], endpoint="calendar_insert"),
+        Rule(f"{base}/<eid>", methods=["GET"], endpoint="calendar_get"),
         Rule(f"{base}/<eid>", methods=["DELETE"], endpoint="calendar_delete"),
     ]
 
@@ -174,6 +176,13 @@ class CalendarRoutes:
         if not isinstance(body, dict):
             raise err.bad_request("Parse Error", "parseError")
         return json_response(calendar.insert(body).render(user.email))
+
+    def calendar_get(self, request: Request, cal: str, eid: str) -> Response:
+        user, calendar = self._calendar_begin(request, cal, "Get", CALENDAR_READ_SCOPES)
+        event = calendar.events.get(eid)
+        if event is None:
+            raise err.not_found()
+        return json_response(event.render(user.email))
 
     def calendar_delete(self, request: Request, cal: str, eid: str) -> Response:
         _, calendar = self._calendar_begin(request, cal, "Delete", CALENDAR_WRITE_SCOPES)

@@ -8,6 +8,7 @@ Served (also under ``/me``; ``{folder}`` is an id or a well-known name such as `
     GET /v1.0/users/{id}/mailFolders/{folder}/messages/delta   message: delta (per folder)
     GET /v1.0/users/{id}/messages/{id}                         message: get
     GET /v1.0/users/{id}/calendarView/delta                    event: delta (a calendar view)
+    GET /v1.0/users/{id}/events/{id}                           event: get
 
 What Graph does and this keeps:
 - message delta is per folder; ``$select``, ``$top`` (page size, like ``Prefer:
@@ -518,6 +519,21 @@ def message_get(app: App, call: Call) -> Any:
     return app._json(call, {**context, **message.render(select, _body_type(call))})
 
 
+def event_get(app: App, call: Call) -> Any:
+    _require(call, CALENDAR_PERMISSIONS)
+    state = _state(app, call)
+    event = state.events.get(call.args["eid"])
+    if event is None:
+        raise err.item_not_found()
+    rendered = event.render(state.user.user_principal_name, _body_type(call))
+    raw_select = call.query("$select")
+    if raw_select:
+        chosen = {s.strip() for s in raw_select.split(",")}
+        rendered = {k: v for k, v in rendered.items() if k in chosen or k in ("id", "@odata.etag")}
+    context = {"@odata.context": app._context(f"{call.user_path}/events/$entity")}
+    return app._json(call, {**context, **rendered})
+
+
 def event_delta(app: App, call: Call) -> Any:
     _require(call, CALENDAR_PERMISSIONS)
     state = _state(app, call)
@@ -595,6 +611,7 @@ MAIL_ROUTES = (
     ("/mailFolders/<fid>/messages/delta", ["GET"], "message_delta"),
     ("/messages/<mid>", ["GET"], "message_get"),
     ("/calendarView/delta", ["GET"], "event_delta"),
+    ("/events/<eid>", ["GET"], "event_get"),
 )
 
 

@@ -80,12 +80,13 @@ CANONICAL_SEGMENTS = {
         "mailFolders",
         "messages",
         "calendarView",
+        "events",
     )
 }
 _KEY_SEGMENT = re.compile(r"\('([^']*)'\)")
 _MAILBOX_PATH = re.compile(
     r"^/v1\.0/(?:users/([^/]+)|me)/"
-    r"(?:contacts|contactFolders|outlook|mailFolders|messages|calendarView)(?:/|$)"
+    r"(?:contacts|contactFolders|outlook|mailFolders|messages|calendarView|events)(?:/|$)"
 )
 _MAX_PAGE = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)", re.IGNORECASE)
 LIST_OPTIONS = frozenset({"$select", "$filter", "$orderby", "$top", "$skip", "$count"})
@@ -455,6 +456,7 @@ class App(SandboxApp):
     message_delta = graph_op(mailbox=True, outlook=True)(mail.message_delta)
     message_get = graph_op(mailbox=True, outlook=True)(mail.message_get)
     event_delta = graph_op(mailbox=True, outlook=True)(mail.event_delta)
+    event_get = graph_op(mailbox=True, outlook=True)(mail.event_get)
     _admin_mail = mail.admin_mail
 
     # ---- identity endpoints ------------------------------------------------------------------
