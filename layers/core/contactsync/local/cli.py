@@ -35,6 +35,7 @@ from contactsync.domain.cursor import Cursor
 from contactsync.domain.errors import ContactsyncError, InvalidInput, NotFound
 from contactsync.domain.org import User
 from contactsync.domain.sync import SyncSettings
+from contactsync.local import sharing_cli
 from contactsync.local.connectors import connector_factory
 from contactsync.local.home import Home, LocalConfig
 from contactsync.sync.report import RunReport
@@ -134,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     seed.set_defaults(func=cmd_sandbox_seed)
     _api_commands(sub)
+    sharing_cli.register(sub)  # sharing, stream, connections, activity (issue 7)
     return parser
 
 
