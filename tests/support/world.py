@@ -79,11 +79,8 @@ class World:
             owner = admin if OWNERS.get(provider) == "admin" else rep
             account, sync = setup.connect(org.id, owner, provider, address, config, credentials)
             if settings and provider in settings:
-                store.update(
-                    SyncSettings.parse(
-                        {**sync.model_dump(mode="json"), **settings[provider]}
-                    ).model_copy(update={"version": sync.version})
-                )
+                changed = SyncSettings.parse({**sync.model_dump(mode="json"), **settings[provider]})
+                store.update(changed.model_copy(update={"version": sync.version}))
             world.accounts[provider] = account
         for account in world.accounts.values():
             factory(account).prepare()
@@ -173,5 +170,8 @@ class World:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def seed(self, provider: Provider, count: int, seed: int = 7, overlap: float = 0.3) -> Any:
-        return self.admin_call(provider, "seed", {"count": count, "seed": seed, "overlap": overlap})
+    def seed(
+        self, provider: Provider, count: int, seed: int = 7, overlap: float = 0.3, **extra: Any
+    ) -> Any:
+        body = {"count": count, "seed": seed, "overlap": overlap, **extra}
+        return self.admin_call(provider, "seed", body)

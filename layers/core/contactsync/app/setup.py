@@ -129,5 +129,7 @@ class Setup:
         )
         sync = settings or default_settings(org_id, account)
         self.secrets.put(ref, credentials)
-        self.store.transact([Write(account, 0), Write(sync, 0)])
-        return account, sync
+        stored_account, stored_sync = self.store.transact([Write(account, 0), Write(sync, 0)])
+        assert isinstance(stored_account, ConnectedAccount)
+        assert isinstance(stored_sync, SyncSettings)
+        return stored_account, stored_sync

@@ -23,7 +23,7 @@ from contactsync.domain.contact import (
     PhoneNumber,
     PostalAddress,
 )
-from contactsync.domain.sync import FieldRule
+from contactsync.domain.sync import FieldRule, SyncSettings
 
 
 class ContactFields(Model):
@@ -255,6 +255,11 @@ class Connector(ABC):
         different fields (a Salesforce Lead has two phone slots and no department, a Contact
         four slots). Defaults to ``representable``."""
         return self.representable(fields)
+
+    def configure(self, settings: SyncSettings) -> None:  # noqa: B027 - optional hook
+        """Applies the sync settings that change what the provider is asked for (Salesforce's
+        objects and scope become its streams and its query condition). Called by the service
+        each time it builds its view of the spoke."""
 
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """One-time setup for a connected account (create the Outlook folder and category, the

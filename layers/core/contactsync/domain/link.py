@@ -87,6 +87,7 @@ class Link(Entity):
 
     def index_entries(self) -> Iterable[tuple[str, str]]:
         yield "contact", self.contact_id
+        yield "account", self.account_id
         if not self.restore:  # no remote record: nothing a full scan could miss
             yield "stream", stream_key(self.account_id, self.object_type)
         if self.pending_create:

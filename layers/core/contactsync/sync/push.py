@@ -96,6 +96,10 @@ def push_entries(ctx: PushContext, entries: Sequence[OutboxEntry]) -> None:
         links = ctx.store.lookup(Link, ctx.org_id, "contact", contact.id, limit=100)
         for spoke in ctx.spokes:
             if not spoke.runnable:
+                # A paused sync (or an account to reconnect) catches up when it resumes: the
+                # change stays in the outbox until every spoke that will resume has taken it.
+                if spoke.account.status is not AccountStatus.DELETED:
+                    unfinished.add(contact.id)
                 continue
             if spoke.account.id in ctx.stopped:
                 unfinished.add(contact.id)

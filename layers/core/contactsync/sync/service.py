@@ -26,7 +26,7 @@ from contactsync.sync.dryrun import DryRunStore
 from contactsync.sync.ingest import IngestContext, remote_snapshot
 from contactsync.sync.pull import MassDeleteDetected, pull_stream
 from contactsync.sync.push import PushContext, push_outbox
-from contactsync.sync.report import RunReport
+from contactsync.sync.report import RunReport, SpokeReport
 from contactsync.sync.spokes import ConnectorFactory, Spoke, build_view
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class SyncService:
             if account is None or account.status is AccountStatus.DELETED:
                 continue
             connector = self.connectors(account)
+            connector.configure(settings)
             view = build_view(account, settings, users.get(account.owner_user_id), connector)
             result.append(Spoke(account, settings, view, connector))
         return sorted(result, key=lambda s: s.account.id)
@@ -109,6 +110,8 @@ class SyncService:
                 if spoke.account.id not in self._prepared and not dry_run:
                     spoke.connector.prepare()  # idempotent: the folder, the label, the webhook
                     self._prepared.add(spoke.account.id)
+                if spoke.settings.rescope_pending:
+                    self._unlink_dropped_streams(store, spoke, spoke_report)
                 for stream in spoke.connector.streams():
                     pull_stream(
                         ctx,
@@ -143,6 +146,16 @@ class SyncService:
             pulled = [s for s in spokes if accounts is None or s.account.id in accounts]
             self._update_statuses(pulled, report, errors, push_ctx.record_errors)
         return report
+
+    def _unlink_dropped_streams(self, store: Store, spoke: Spoke, report: SpokeReport) -> None:
+        """Records of objects the sync no longer takes (seed 004: contacts, leads or both) left
+        its scope: their links go, the records stay on both sides."""
+        streams = set(spoke.connector.streams())
+        for link_id in store.lookup_ids(Link, self.org_id, "account", spoke.account.id):
+            link = store.find(Link, self.org_id, link_id)
+            if link is not None and link.object_type not in streams and not link.restore:
+                store.delete(Link, self.org_id, link_id)
+                report.unlinked += 1
 
     # ---- status --------------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ from contactsync.connectors.salesforce.errors import (
 from contactsync.connectors.salesforce.models import (
     ACCOUNT,
     CONTACT,
+    LEAD,
     SPECS,
     ObjectSpec,
     RawRecord,
@@ -91,7 +92,7 @@ from contactsync.connectors.salesforce.paging import (
     where,
 )
 from contactsync.domain.accounts import Provider
-from contactsync.domain.sync import FieldRule
+from contactsync.domain.sync import FieldRule, ObjectChoice, ScopeKind, SyncSettings
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,24 @@ class SalesforceConnector(Connector):
     def default_mapping(self, stream: str) -> list[FieldRule]:
         self._check(stream)
         return mapping_for(stream)
+
+    def configure(self, settings: SyncSettings) -> None:
+        """Seed 004's objects (contacts, leads or both) become the streams, and the scope (all,
+        only my records, a list view) the query condition; a changed scope makes stored
+        cursors raise CursorExpired("scope_changed"), so the next read is a full one."""
+        objects = {
+            ObjectChoice.CONTACTS: [CONTACT],
+            ObjectChoice.LEADS: [LEAD],
+            ObjectChoice.BOTH: [CONTACT, LEAD],
+        }[settings.objects]
+        if self.config.person_accounts:
+            objects.append(ACCOUNT)
+        kind = settings.scope.kind
+        scope = kind.value if kind in (ScopeKind.MINE, ScopeKind.LIST_VIEW) else "all"
+        self.config = self.config.model_copy(
+            update={"scope": scope, "list_view_id": settings.scope.list_view_id}
+        )
+        self._streams = objects
 
     def representable(self, fields: ContactFields) -> ContactFields:
         """What a Contact (the object most records are) holds of ``fields``."""
