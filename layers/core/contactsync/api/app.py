@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.api.context import ApiContext
 from contactsync.api.problems import PROBLEM_JSON, Problem, dumps, from_exception, problem
 from contactsync.api.problems import validation_problem as _validation_problem
-from contactsync.api.routes import accounts, contacts, me, syncs, webhooks
+from contactsync.api.routes import accounts, contacts, me, sharing, syncs, webhooks
 
 TITLE = "contactsync"
 VERSION = "1.0.0"
@@ -69,6 +69,7 @@ def build_app(ctx: ApiContext) -> APIGatewayHttpResolver:
     syncs.register(app, ctx)
     contacts.register(app, ctx)
     webhooks.register(app, ctx)
+    sharing.register(app, ctx)
     if ctx.settings.swagger:
         app.enable_swagger(path="/docs", title=TITLE)
     return app
