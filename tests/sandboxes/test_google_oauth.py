@@ -338,7 +338,7 @@ def test_a_bad_client_or_redirect_uri_never_goes_back(app: App, session: request
         ({"response_type": None}, "invalid_request"),
         ({"response_type": "token"}, "unsupported_response_type"),
         ({"scope": None}, "invalid_request"),
-        ({"scope": "openid https://www.googleapis.com/auth/gmail.readonly"}, "invalid_scope"),
+        ({"scope": "openid https://www.googleapis.com/auth/drive"}, "invalid_scope"),
         ({"access_type": "forever"}, "invalid_request"),
         ({"prompt": "none consent"}, "invalid_request"),
         ({"code_challenge": "short", "code_challenge_method": "S256"}, "invalid_request"),
