@@ -50,7 +50,9 @@ def decayed(weighted: float, as_of: datetime, now: datetime) -> float:
 
 
 def contribution(activities: Iterable[Activity], as_of: datetime) -> Contribution:
-    """What these activities (one user's, with one contact, from one account) add up to."""
+    """What these activities (one user's, with one contact, from one account) add up to. A
+    meeting on the calendar counts as recent from the day it is planned (it is a connection
+    already, and nothing would recompute it the day it takes place)."""
     result = Contribution()
     for activity in activities:
         weight = KIND_WEIGHT[activity.activity_kind]
