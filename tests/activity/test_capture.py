@@ -339,3 +339,40 @@ def test_throttling_is_waited_out_on_the_virtual_clock(env: Env) -> None:
     (mail,) = [s for s in report.streams if s.stream == "activity.mail"]
     assert (mail.stored, mail.error) == (12, None)
     assert env.clock.now() - before >= timedelta(minutes=1)  # waited for new minutes
+
+
+def test_outlook_bodies_are_fetched_as_text_once_shared(env: Env) -> None:
+    zoe = env.contact(env.admin, emails=[{"address": ZOE}])
+    env.outlook_account(env.admin)
+    yesterday = env.clock.now() - timedelta(days=1)
+    message = {"from": ZOE, "to": ["manager@example.com"], "subject": "Prices",
+               "body_html": "<p>5 dollars</p>", "date": yesterday.isoformat()}  # fmt: skip
+    meeting = {"subject": "Call", "body": "Agenda: prices", "start": yesterday.isoformat(),
+               "end": (yesterday + timedelta(hours=1)).isoformat(), "attendees": [ZOE]}  # fmt: skip
+    env.outlook_admin({"user": "manager@example.com", "messages": [message], "events": [meeting]})
+    sharing = SharingService(env.store, env.clock.now)
+    michael = Actor.of(env.admin)
+    sharing.update_settings(michael, {"share_activity": True})
+    env.capture().run()
+    sharing.decide(michael, [Decision(contact_id=zoe.id, shared=True)])
+    assert env.capture().run().bodies_fetched == 2
+    bodies = {a.subject: a.body for a in _activities(env)}
+    assert bodies == {"Prices": "5 dollars", "Call": "Agenda: prices"}
+
+
+def test_google_meeting_bodies_are_their_descriptions(env: Env) -> None:
+    zoe = env.contact(env.pam, emails=[{"address": ZOE}])
+    env.gmail_account(env.pam)
+    start = env.clock.now() - timedelta(days=1)
+    event = {"summary": "Demo", "description": "Bring the samples",
+             "start": {"dateTime": start.isoformat()},
+             "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
+             "attendees": [{"email": ZOE}]}  # fmt: skip
+    env.google_admin({"user": REP, "events": [event]})
+    sharing = SharingService(env.store, env.clock.now)
+    pam = Actor.of(env.pam)
+    sharing.update_settings(pam, {"share_activity": True})
+    sharing.decide(pam, [Decision(contact_id=zoe.id, shared=True)])
+    env.capture().run()  # captured: its body is due at once (already shared)
+    (meeting,) = _activities(env)
+    assert meeting.body == "Bring the samples"
