@@ -33,7 +33,7 @@ def world(env: Env) -> dict[str, Any]:
             provider=Provider.GOOGLE,
             owner_user_id=env.rep.id,
             address="rep@example.com",
-        )  # fmt: skip
+        )
     )
     emails = [
         store.create(
@@ -46,7 +46,7 @@ def world(env: Env) -> dict[str, Any]:
                 subject=subject,
                 participants=["rep@example.com", "zoe@acme.example"],
                 body=None,
-            )  # fmt: skip
+            )
         )
         for i, subject in enumerate(["Order", "Confidential terms"])
     ]
@@ -157,8 +157,8 @@ def test_per_contact_and_bulk_decisions(env: Env, world: dict[str, Any]) -> None
     }
     # A batch with one bad item is refused whole, naming it
     before = env.store.lookup(SharingFlag, env.org.id, "user", env.rep.id)
-    bad = env.as_rep.post("/sharing/decisions", {"decisions": [
-        {"contact_id": zoe, "shared": False}, {"contact_id": "c-nope", "shared": True}]})  # fmt: skip
+    decisions = [{"contact_id": zoe, "shared": False}, {"contact_id": "c-nope", "shared": True}]
+    bad = env.as_rep.post("/sharing/decisions", {"decisions": decisions})
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "decisions.1.contact_id"
     assert env.store.lookup(SharingFlag, env.org.id, "user", env.rep.id) == before
