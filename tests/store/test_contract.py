@@ -354,3 +354,23 @@ def test_status_of_sync_settings_round_trips(store: Store) -> None:
     status = settings.status.model_copy(update={"state": SyncState.ERROR, "last_error": "boom"})
     store.update(settings.model_copy(update={"status": status}))
     assert store.get(SyncSettings, "org-a", "sync-1").status.state is SyncState.ERROR
+
+
+def test_a_failed_transact_inside_a_batch_writes_nothing_of_its_own(store: Store) -> None:
+    # Given a page of writes in progress (a batch), one transact of which conflicts halfway
+    existing = store.create(f.contact(contact_id="c-1"))
+    with store.batch():
+        store.create(f.contact(contact_id="c-before"))
+        with pytest.raises(VersionConflict):
+            store.transact(
+                [
+                    Write(f.contact(contact_id="c-half"), expected_version=0),
+                    Write(existing.model_copy(update={"title": "stale"}), expected_version=7),
+                ]
+            )
+        store.create(f.contact(contact_id="c-after"))
+    # Then the page's other writes stand and nothing of the failed transact does
+    assert store.find(HubContact, "org-a", "c-half") is None
+    assert store.find(HubContact, "org-a", "c-before") is not None
+    assert store.find(HubContact, "org-a", "c-after") is not None
+    assert store.get(HubContact, "org-a", "c-1").title == ""

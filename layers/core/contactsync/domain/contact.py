@@ -107,13 +107,20 @@ class PhoneNumber(Model):
         return cls(raw=raw.strip(), e164=e164, label=label)
 
     @classmethod
-    def lenient(cls, raw: str, default_region: str = "US", label: str = "") -> Self:
+    def lenient(cls, raw: str, default_region: str = "US", label: str = "") -> PhoneNumber:
         """Keeps what a provider holds even when it is no valid number (it still syncs back
         unchanged, it just cannot be matched on)."""
-        return cls(raw=raw.strip()[:64] or "?", e164=to_e164(raw, default_region), label=label)
+        # Every field is made valid here (e164 comes from to_e164, which only returns valid
+        # E.164; lengths are cut to the limits), so construction skips a second validation:
+        # this runs for every number of every record a sync reads.
+        return cls.model_construct(
+            raw=raw.strip()[:64] or "?",
+            e164=to_e164(raw, default_region),
+            label=label.strip()[:40],
+        )
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=262_144)
 def to_e164(raw: str, default_region: str = "US") -> str | None:
     try:
         number = phonenumbers.parse(raw, default_region)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -24,6 +25,9 @@ from contactsync.store.base import (
     encode_token,
     index_set,
 )
+
+# Bounded: a page of a bulk sync and the contacts it touches, not the whole organisation.
+RECENT_ENTITIES = 5_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -64,6 +68,8 @@ class SQLiteStore(Store):
         self._lock = threading.RLock()
         self._depth = 0
         self.stats = StoreStats()
+        # Entities recently written or read, by key, at their version (see _load).
+        self._recent: OrderedDict[tuple[str, str, str], tuple[str, Entity]] = OrderedDict()
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -78,23 +84,25 @@ class SQLiteStore(Store):
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Groups every write inside into one transaction (a page of a bulk sync): one fsync
-        instead of thousands. Nested batches join the outer one."""
+        """Groups every write inside into one transaction (a page of a bulk sync): one commit
+        instead of thousands. A nested batch is a savepoint, so a failed ``transact`` inside a
+        page still writes nothing of its own."""
         with self._lock:
-            outer = self._depth == 0
-            if outer:
-                self._conn.execute("BEGIN IMMEDIATE")
+            depth = self._depth
+            self._conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
             self._depth += 1
             try:
                 yield
             except BaseException:
                 self._depth -= 1
-                if outer:
+                if depth == 0:
                     self._conn.execute("ROLLBACK")
+                else:
+                    self._conn.execute(f"ROLLBACK TO sp{depth}")
+                    self._conn.execute(f"RELEASE sp{depth}")
                 raise
             self._depth -= 1
-            if outer:
-                self._conn.execute("COMMIT")
+            self._conn.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -105,7 +113,7 @@ class SQLiteStore(Store):
                 "SELECT body, version FROM entities WHERE org=? AND kind=? AND id=?",
                 (org_id, kind.kind, entity_id),
             ).fetchone()
-        return None if row is None else self._load(kind, row[0], row[1])
+        return None if row is None else self._load(kind, row[0], row[1], org_id, entity_id)
 
     def get_many(self, kind: type[E], org_id: str, entity_ids: Sequence[str]) -> dict[str, E]:
         result: dict[str, E] = {}
@@ -121,7 +129,7 @@ class SQLiteStore(Store):
                     (org_id, kind.kind, *chunk),
                 ).fetchall()
                 for entity_id, body, version in rows:
-                    result[entity_id] = self._load(kind, body, version)
+                    result[entity_id] = self._load(kind, body, version, org_id, entity_id)
         return result
 
     def page(
@@ -138,7 +146,7 @@ class SQLiteStore(Store):
                 "ORDER BY id LIMIT ?",
                 (org_id, kind.kind, after, limit + 1),
             ).fetchall()
-        items = [self._load(kind, body, version) for _, body, version in rows[:limit]]
+        items = [self._load(kind, body, v, org_id, i) for i, body, v in rows[:limit]]
         token = None
         if len(rows) > limit:
             token = encode_token({"o": org_id, "k": kind.kind, "after": rows[limit - 1][0]})
@@ -190,6 +198,7 @@ class SQLiteStore(Store):
             )
         new_index = index_set(new)
         expires = new.expires_at()
+        body = new.model_dump_json(exclude={"version"}, warnings="error")
         self._conn.execute(
             "INSERT OR REPLACE INTO entities (org, kind, id, version, body, expires_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -198,7 +207,7 @@ class SQLiteStore(Store):
                 kind.kind,
                 new.id,
                 new.version,
-                new.model_dump_json(exclude={"version"}, warnings="error"),
+                body,
                 expires.timestamp() if expires else None,
             ),
         )
@@ -216,6 +225,7 @@ class SQLiteStore(Store):
                 [(new.org_id, kind.kind, n, v, new.id) for n, v in added],
             )
         self.stats.count("writes", kind.kind)
+        self._remember(body, new.model_copy())
         return new
 
     def delete(
@@ -307,8 +317,25 @@ class SQLiteStore(Store):
 
     # ---- helpers -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _load(kind: type[E], body: str, version: Any) -> E:
+    def _load(self, kind: type[E], body: str, version: Any, org_id: str, entity_id: str) -> E:
+        """Parses a stored entity, or reuses the one this store last wrote or read with exactly
+        that stored text: validating a contact's JSON (emails, phones, provenance) is the
+        costliest part of a read, and a sync reads back the contacts it just wrote."""
+        key = (org_id, kind.kind, entity_id)
+        cached = self._recent.get(key)
+        if cached is not None and cached[0] == body and cached[1].version == int(version):
+            self._recent.move_to_end(key)
+            copy = cached[1].model_copy()
+            assert isinstance(copy, kind)
+            return copy
         entity = kind.model_validate_json(body)
         entity.__dict__["version"] = int(version)
-        return entity
+        self._remember(body, entity)
+        return entity.model_copy()
+
+    def _remember(self, body: str, entity: Entity) -> None:
+        key = (entity.org_id, type(entity).kind, entity.id)
+        self._recent[key] = (body, entity)
+        self._recent.move_to_end(key)
+        while len(self._recent) > RECENT_ENTITIES:
+            self._recent.popitem(last=False)

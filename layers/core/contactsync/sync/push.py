@@ -124,12 +124,13 @@ def push_entries(ctx: PushContext, entries: Sequence[OutboxEntry]) -> None:
             unfinished.update(_apply(ctx, spoke, stream, chunk))
     if ctx.dry_run:
         return
-    for entry in entries:
-        if entry.contact_id in unfinished:
-            continue
-        # Changed again meanwhile (VersionConflict): the newer entry stays for the next round.
-        with contextlib.suppress(VersionConflict):
-            ctx.store.delete(OutboxEntry, ctx.org_id, entry.id, expected_version=entry.version)
+    with ctx.store.batch():
+        for entry in entries:
+            if entry.contact_id in unfinished:
+                continue
+            # Changed again meanwhile (VersionConflict): the newer entry stays for next round.
+            with contextlib.suppress(VersionConflict):
+                ctx.store.delete(OutboxEntry, ctx.org_id, entry.id, expected_version=entry.version)
 
 
 def _apply(ctx: PushContext, spoke: Spoke, stream: str, items: list[_Item]) -> set[str]:
@@ -146,13 +147,14 @@ def _apply(ctx: PushContext, spoke: Spoke, stream: str, items: list[_Item]) -> s
         report.errors.append(f"push {stream}: {exc.code}")
         return {i.contact.id for i in items}
     retry: set[str] = set()
-    for item, result in zip(items, results, strict=True):
-        if result.ok:
-            _record_success(ctx, spoke, item, result)
-            continue
-        report.failed += 1
-        if _record_failure(ctx, spoke, item, result):
-            retry.add(item.contact.id)
+    with ctx.store.batch():  # one store round trip (SQLite: one commit) per provider batch
+        for item, result in zip(items, results, strict=True):
+            if result.ok:
+                _record_success(ctx, spoke, item, result)
+                continue
+            report.failed += 1
+            if _record_failure(ctx, spoke, item, result):
+                retry.add(item.contact.id)
     return retry
 
 

@@ -396,23 +396,39 @@ _LABEL_SLOTS = {
 
 
 def assign_phones(spec: ObjectSpec, phones: Sequence[PhoneNumber]) -> dict[str, str | None]:
+    """The slot values to write (see ``assign_phone_objects``)."""
+    placed = assign_phone_objects(spec, phones)
+    return {name: None if p is None else _phone_value(p) for name, p in placed.items()}
+
+
+def _as_read(phone: PhoneNumber, label: str, region: str) -> PhoneNumber:
+    """The number as a read will give it back from its slot, without parsing it again when it
+    already has its E.164 form (the value written; parsing is the costly part of a sync)."""
+    if phone.e164:
+        return PhoneNumber.model_construct(raw=phone.e164, e164=phone.e164, label=label)
+    return PhoneNumber.lenient(_phone_value(phone), region, label)
+
+
+def assign_phone_objects(
+    spec: ObjectSpec, phones: Sequence[PhoneNumber]
+) -> dict[str, PhoneNumber | None]:
     """The hub's phones in the object's slots. The first as many as there are slots are kept
     (the hub's order is their importance; Salesforce cannot hold the rest); each goes to the
     slot of its label when free ("mobile" -> MobilePhone, "home" -> HomePhone, "work" ->
     Phone, others -> OtherPhone), the rest to the free slots in order. Every slot is in the
     answer: the ones left empty are cleared."""
-    slots: dict[str, str | None] = {slot.field: None for slot in spec.phones}
+    slots: dict[str, PhoneNumber | None] = {slot.field: None for slot in spec.phones}
     by_label = {slot.label: slot.field for slot in spec.phones}
     leftover: list[PhoneNumber] = []
     for phone in phones[: len(slots)]:
         wanted = by_label.get(_LABEL_SLOTS.get(phone.label.strip().lower(), "other"))
         if wanted is not None and slots[wanted] is None:
-            slots[wanted] = _phone_value(phone)
+            slots[wanted] = phone
         else:
             leftover.append(phone)
     free = [name for name, value in slots.items() if value is None]
     for name, phone in zip(free, leftover, strict=False):
-        slots[name] = _phone_value(phone)
+        slots[name] = phone
     return slots
 
 
@@ -478,11 +494,11 @@ def representable(spec: ObjectSpec, fields: ContactFields, region: str) -> Conta
     if fields.emails is not None:
         values["emails"] = fields.emails[:1]
     if fields.phones is not None:
-        slots = assign_phones(spec, fields.phones)
+        placed = assign_phone_objects(spec, fields.phones)
         values["phones"] = tuple(
-            PhoneNumber.lenient(value, region, slot.label)
+            _as_read(phone, slot.label, region)
             for slot in spec.phones
-            if (value := slots[slot.field])
+            if (phone := placed[slot.field]) is not None
         )
     if fields.addresses is not None:
         first = fields.addresses[:1]
