@@ -62,9 +62,8 @@ def main(argv: list[str]) -> None:
             check=True,
         )
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        print(
-            f"{result['contacts']:>9} {result['sync_seconds']:>7} {result['contacts_per_second']:>10} "
-            f"{result['outlook_created']:>8} {result['peak_rss_mb']:>11}",
-            flush=True,
-        )
+        columns = ("contacts", "sync_seconds", "contacts_per_second", "outlook_created")
+        widths = (9, 7, 10, 8)
+        cells = " ".join(f"{result[c]:>{w}}" for c, w in zip(columns, widths, strict=True))
+        print(f"{cells} {result['peak_rss_mb']:>11}", flush=True)
     print("reproduce: .venv/bin/python -m benchmarks initial_sync " + " ".join(map(str, sizes)))

@@ -86,6 +86,17 @@ class World:
             factory(account).prepare()
         return world
 
+    def reconfigure(self, provider: Provider, **config: str) -> None:
+        """Changes an account's config and rebuilds the connectors (they are cached)."""
+        account = self.store.get(ConnectedAccount, self.org_id, self.accounts[provider].id)
+        updated = self.store.update(
+            account.model_copy(update={"config": {**account.config, **config}})
+        )
+        self.accounts[provider] = updated
+        secrets = LocalSecretStore(self.root / "secrets.json")
+        sessions = {p.value: s for p, s in self.sessions.items()}
+        self.service.connectors = connector_factory(secrets, clock=self.clock, sessions=sessions)
+
     # ---- running -----------------------------------------------------------------------------
 
     def sync(self, *, check: bool = True) -> RunReport:

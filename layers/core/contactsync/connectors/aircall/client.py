@@ -59,6 +59,9 @@ class AircallConfig(BaseModel):
     per_page: int = Field(default=50, ge=1, le=50)
     query_cap: int = Field(default=10_000, ge=1)
     default_region: str = "US"
+    # Aircall accepts duplicates, so a create first searches for the same person (one more
+    # request per create). Off only where nothing but this sync creates contacts.
+    search_before_create: bool = True
     timeout_seconds: float = Field(default=30.0, gt=0)
     ca_bundle: str | None = None
 

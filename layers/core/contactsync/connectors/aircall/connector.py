@@ -286,7 +286,7 @@ class AircallConnector(Connector):
         phones = wanted_phones(mutation.fields)
         if not phones:
             return MutationResult(mutation, ok=False, error=invalid("needs_phone", _NEEDS_PHONE))
-        twin = self._twin(mutation.fields)
+        twin = self._twin(mutation.fields) if self.config.search_before_create else None
         if twin is not None:
             # Aircall allows duplicates: link the existing contact instead of making a twin,
             # and write nothing to it. No record either: the link takes the hub's values, so
