@@ -135,6 +135,7 @@ def run_demo(args: argparse.Namespace) -> int:
         actions = _act(story)
         _second_sync(story, actions)
         _report(story)
+        _sharing(story)
     finally:
         sandboxes.stop(save=True)
     if story.failures:
@@ -500,6 +501,26 @@ def _remote_field(story: Story, provider: Provider, contact_id: str, name: str) 
 
 
 # ---- 5. the report -------------------------------------------------------------------------------
+
+
+def _sharing(story: Story) -> None:
+    """Seed 002's chapter: activity captured from the mailboxes and the phone system, two
+    users, sharing off by default, then turned on step by step, and a user removed."""
+    from contactsync.local.demo_sharing import sharing_story
+
+    console.print("\n[bold]7. Two people sharing what they know[/bold] (activity, content)")
+    chapter = sharing_story(
+        story.home,
+        story.sandbox,
+        story.store,
+        story.org_id,
+        owner=story.rep,
+        teammate=story.admin,
+        now=story.service.now,
+        advance=story.advance,
+        console=console,
+    )
+    story.failures.extend(f"sharing: {failure}" for failure in chapter.failures)
 
 
 def _run_table(title: str, report: RunReport, story: Story) -> None:
