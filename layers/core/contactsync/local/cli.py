@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from contactsync.app.gallery import Actor, Gallery
@@ -274,7 +275,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     home = Home.locate(args.home)
     service, _ = _service(home)
     while True:
-        report = service.run_once(dry_run=args.dry_run)
+        report = _run_with_progress(service, args.dry_run, show=not args.json)
         if args.json:
             print(json.dumps(report.to_json(), default=str))
         else:
@@ -283,6 +284,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
             return 0
         interval = args.interval or _shortest_interval(service) * 60
         time.sleep(interval)
+
+
+def _run_with_progress(service: SyncService, dry_run: bool, *, show: bool) -> RunReport:
+    """One round, with a progress bar of records read per account (long initial syncs)."""
+    if not show:
+        return service.run_once(dry_run=dry_run)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}"))
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("sync", total=None)
+
+        def tick(phase: str, account: str, n: int) -> None:
+            progress.update(task, advance=n, description=f"{phase} {account}")
+
+        return service.run_once(dry_run=dry_run, progress=tick)
 
 
 def _shortest_interval(service: SyncService) -> float:
