@@ -82,6 +82,20 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--region", default="US")
     init.set_defaults(func=cmd_init)
 
+    connect = sub.add_parser("connect", help="connect one account, with two-way sync")
+    connect.add_argument(
+        "provider", choices=[p.value for p in Provider if p is not Provider.EXCHANGE]
+    )
+    connect.add_argument("--sandbox", type=Path, help="take the account from sandbox.json")
+    connect.add_argument("--address", help="the mailbox, CRM user or phone-system company")
+    connect.add_argument("--owner", help="the owning user's email (default: the admin)")
+    connect.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                         help="non-secret setting (instance_url, api_base, ...)")  # fmt: skip
+    connect.add_argument("--secret", action="append", default=[], metavar="KEY=VALUE",
+                         help="credential (refresh_token, api_token, ...), kept in the home's "
+                         "secrets file")  # fmt: skip
+    connect.set_defaults(func=cmd_connect)
+
     sync = sub.add_parser("sync", help="synchronise: pull every spoke, push every change")
     sync.add_argument("--once", action="store_true", help="one round, then exit")
     sync.add_argument(
@@ -211,6 +225,49 @@ def cmd_init(args: argparse.Namespace) -> int:
     console.print(f"Initialised [bold]{org.name}[/bold] in {home.root}")
     for account in connected:
         console.print(f"  connected {account.provider.value:<10} {account.address}")
+    return 0
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise InvalidInput.one(flag, f"expects KEY=VALUE, got {key or value!r}")
+        pairs[key] = rest
+    return pairs
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    home = Home.locate(args.home)
+    config = home.config()
+    store = home.store()
+    provider = Provider(args.provider)
+    settings: dict[str, str] = {}
+    credentials: dict[str, str] = {}
+    address = args.address
+    if args.sandbox:
+        sandbox = json.loads(args.sandbox.read_text(encoding="utf-8"))
+        settings, credentials, default_address = sandbox_account(provider, sandbox[provider.value])
+        if sandbox.get("ca_bundle"):
+            settings["ca_bundle"] = sandbox["ca_bundle"]
+        address = address or default_address
+    settings.update(_pairs(args.config, "--config"))
+    credentials.update(_pairs(args.secret, "--secret"))
+    if not address:
+        raise InvalidInput.one("--address", "is required without --sandbox")
+    if not credentials:
+        raise InvalidInput.one("--secret", "give the account's credentials (or --sandbox)")
+    if args.owner:
+        owners = store.lookup(User, config.org_id, "email", args.owner.lower(), limit=1)
+        if not owners:
+            raise NotFound("user", args.owner)
+        owner = owners[0]
+    else:
+        owner = store.get(User, config.org_id, config.admin_user_id)
+    setup = Setup(store, home.secrets())
+    account, sync = setup.connect(config.org_id, owner, provider, address, settings, credentials)
+    console.print(f"connected {provider.value} {account.address} ({account.id}), sync {sync.id}")
     return 0
 
 
