@@ -85,24 +85,23 @@ class SQLiteStore(Store):
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Groups every write inside into one transaction (a page of a bulk sync): one commit
-        instead of thousands. A nested batch is a savepoint, so a failed ``transact`` inside a
-        page still writes nothing of its own."""
+        instead of thousands. Nested batches join the outer one; ``transact`` checks versions
+        before writing, so a conflict inside a page still writes nothing of its own."""
         with self._lock:
-            depth = self._depth
-            self._conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
+            outer = self._depth == 0
+            if outer:
+                self._conn.execute("BEGIN IMMEDIATE")
             self._depth += 1
             try:
                 yield
             except BaseException:
                 self._depth -= 1
-                if depth == 0:
+                if outer:
                     self._conn.execute("ROLLBACK")
-                else:
-                    self._conn.execute(f"ROLLBACK TO sp{depth}")
-                    self._conn.execute(f"RELEASE sp{depth}")
                 raise
             self._depth -= 1
-            self._conn.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
+            if outer:
+                self._conn.execute("COMMIT")
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -164,31 +163,39 @@ class SQLiteStore(Store):
     # ---- writes --------------------------------------------------------------------------------
 
     def transact(self, writes: Sequence[Write]) -> list[Entity]:
-        stored: list[Entity] = []
-        with self.batch():
-            for write in writes:
-                stored.append(self._write(write))
-        return stored
+        """Checks every expected version first, then writes: a conflict leaves nothing of the
+        transact behind, even inside a batch (no savepoint per record of a page)."""
+        with self._lock:
+            versions = [self._version(w.entity) for w in writes]
+            for write, actual in zip(writes, versions, strict=True):
+                if write.expected_version is not None and actual != (
+                    write.expected_version or None
+                ):
+                    entity = write.entity  # expected 0: must not exist
+                    raise VersionConflict(
+                        type(entity).kind, entity.id, write.expected_version, actual
+                    )
+            with self.batch():
+                return [self._write(w, v) for w, v in zip(writes, versions, strict=True)]
+
+    def _version(self, entity: Entity) -> int | None:
+        row = self._conn.execute(
+            "SELECT version FROM entities WHERE org=? AND kind=? AND id=?",
+            (entity.org_id, type(entity).kind, entity.id),
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def bulk_put(self, entities: Sequence[Entity]) -> None:
         with self.batch():
             for entity in entities:
-                self._write(Write(entity, None))
+                self._write(Write(entity, None), self._version(entity))
 
-    def _write(self, write: Write) -> Entity:
-        entity = write.entity
-        kind = type(entity)
-        row = self._conn.execute(
-            "SELECT version FROM entities WHERE org=? AND kind=? AND id=?",
-            (entity.org_id, kind.kind, entity.id),
-        ).fetchone()
-        if write.expected_version is not None:
-            actual = None if row is None else int(row[0])
-            if actual != (write.expected_version or None):  # expected 0: must not exist
-                raise VersionConflict(kind.kind, entity.id, write.expected_version, actual)
+    def _write(self, write: Write, current: int | None) -> Entity:
+        """Writes one entity whose stored version (``current``) was checked by the caller."""
+        kind = type(write.entity)
         new = write.stored()
         old_index: set[tuple[str, str]] = set()
-        if row is not None:
+        if current is not None:
             # The stored index entries, not the stored body: no JSON to parse and validate.
             old_index = set(
                 self._conn.execute(
@@ -304,7 +311,7 @@ class SQLiteStore(Store):
             raise LeaseLost(lease.name)
         with self.batch():
             self._check_lease(cursor.org_id, lease)
-            stored = self._write(Write(cursor, None))
+            stored = self._write(Write(cursor, None), self._version(cursor))
         assert isinstance(stored, Cursor)
         return stored
 
