@@ -173,3 +173,31 @@ def test_expired_cursors_resync_without_duplicates_or_resurrections(tmp_path: Pa
     assert world.store.find(Link, world.org_id, personal.id) is None
     contact = world.store.get(HubContact, world.org_id, personal.contact_id)
     assert not contact.archived  # the hub keeps what a personal address book deleted (seed 000)
+
+
+def test_a_change_made_while_a_push_is_under_way_is_not_lost(tmp_path: Path) -> None:
+    from contactsync.app.gallery import Actor
+    from contactsync.domain.outbox import OutboxEntry
+    from contactsync.sync.push import PushContext, push_entries
+    from contactsync.sync.report import RunReport
+
+    # Given a synced contact edited in the hub, and a push that has read its outbox entry
+    world = World.build(tmp_path, [Provider.SALESFORCE, Provider.AIRCALL])
+    world.seed(Provider.AIRCALL, 3, overlap=0.0)
+    world.converge(4)
+    gallery, admin = world.gallery(), Actor.of(world.admin)
+    contact = world.contacts()[0]
+    contact = gallery.update(admin, contact.id, {"family_name": "First"}, contact.version)
+    read = list(world.store.scan(OutboxEntry, world.org_id))
+    # When a second edit lands before that push finishes
+    gallery.update(admin, contact.id, {"family_name": "Second"}, contact.version)
+    spokes = world.service.spokes()
+    ctx = PushContext(
+        world.store, world.org_id, spokes, "run-x", world.clock.now, RunReport("run-x")
+    )
+    push_entries(ctx, read)
+    # Then the second edit is still queued, and the next round delivers it everywhere
+    assert [e.contact_id for e in world.store.scan(OutboxEntry, world.org_id)] == [contact.id]
+    world.converge(4)
+    names = {r.fields.family_name for r in world.remote_records(Provider.SALESFORCE, "Contact")}
+    assert "Second" in names

@@ -170,18 +170,10 @@ def _ingest(ctx: IngestContext, record: RemoteRecord, link_id: str) -> None:
         or record.marker_repair
         or link is None
     ):
-        writes.append(
-            Write(
-                OutboxEntry(
-                    org_id=ctx.org_id,
-                    id=merged.id,
-                    contact_id=merged.id,
-                    hub_version=hub_version,
-                    source=view.account_id,
-                    created_at=ctx.now,
-                )
-            )
-        )
+        # Stored at the hub version it names (OutboxEntry.entry): a push that read an older
+        # entry cannot remove this one.
+        entry = OutboxEntry.entry(ctx.org_id, merged.id, hub_version, view.account_id, ctx.now)
+        writes.append(Write(entry))
     store.transact(writes)
     if ctx.planned is not None and (is_new or outcome.changed):
         ctx.planned.append(
