@@ -63,7 +63,9 @@ class ShardedReader(Protocol):
 class WholeStream:
     """The fallback for any connector: one shard, a complete read from the beginning, whose
     last page carries the stream's cursor. Resumable where the connector's pages carry cursors
-    (Graph's delta pages do, Google's page tokens are not exposed), otherwise read again."""
+    (Graph's delta pages and Salesforce's Bulk API result sets do); otherwise an interrupted
+    shard reads again from the start, and the records it had ingested come back as echoes
+    (a link read and a fingerprint compared, nothing written), so each call gets further."""
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector

@@ -54,6 +54,7 @@ from contactsync.sync.spokes import ConnectorFactory
 log = logging.getLogger(__name__)
 
 LEASE_TTL = timedelta(minutes=2)
+WORKER = "bulk-sync"
 
 
 class BulkError(ContactsyncError):
@@ -125,17 +126,13 @@ class BulkService:
     progress_every: float = 10.0
     monotonic: Callable[[], float] = time.monotonic
 
-    @property
-    def _worker(self) -> str:
-        return "bulk-sync"
-
     # ---- 1. plan ------------------------------------------------------------------------------
 
     def plan(self, task: BulkTask) -> PlanResult:
-        settings, account = self._sync(task)
+        _, account = self._sync(task)
         bulk = self.store.find(BulkSync, task.org_id, task.sync_id)
         if bulk is None or bulk.run_id != task.run_id:
-            bulk = self._new_plan(task, settings, account, bulk)
+            bulk = self._new_plan(task, account, bulk)
         self._quiesce(bulk)
         return PlanResult(
             org_id=task.org_id,
@@ -150,11 +147,7 @@ class BulkService:
         )
 
     def _new_plan(
-        self,
-        task: BulkTask,
-        settings: SyncSettings,
-        account: ConnectedAccount,
-        previous: BulkSync | None,
+        self, task: BulkTask, account: ConnectedAccount, previous: BulkSync | None
     ) -> BulkSync:
         limit = limits(account.provider)
         connector = self.connectors(_shard_account(account, limit.bulk_concurrency))
@@ -222,7 +215,7 @@ class BulkService:
         for stream in bulk.streams:
             name = Cursor.make_id(bulk.account_id, stream)
             lease = self.store.acquire_lease(
-                bulk.org_id, name, f"{self._worker}:{bulk.run_id}", LEASE_TTL, self.now()
+                bulk.org_id, name, f"{WORKER}:{bulk.run_id}", LEASE_TTL, self.now()
             )
             self.store.release_lease(bulk.org_id, lease)
 
@@ -384,7 +377,7 @@ class BulkService:
                 continue  # the next pull reads the stream in full
             name = Cursor.make_id(bulk.account_id, stream)
             lease = self.store.acquire_lease(
-                bulk.org_id, name, f"{self._worker}:{bulk.run_id}", LEASE_TTL, self.now()
+                bulk.org_id, name, f"{WORKER}:{bulk.run_id}", LEASE_TTL, self.now()
             )
             try:
                 base = self.store.load_cursor(bulk.org_id, bulk.account_id, stream)

@@ -92,7 +92,7 @@ class FanOut:
             sent.append(account_id)
         with contextlib.suppress(VersionConflict):
             self.store.delete(OutboxEntry, entry.org_id, entry.id, expected_version=entry.version)
-        log.info("hub change relayed", extra={"org": entry.org_id, "spokes": len(sent)})
+        log.debug("hub change relayed", extra={"org": entry.org_id, "spokes": len(sent)})
         return sent
 
     def handle(self, change: EntityChange | None) -> list[str]:
