@@ -40,6 +40,8 @@ from tests.runtime.cloud import (
     STAGE,
     InProcessLambdas,
     create_functions,
+    queue_attributes,
+    queue_name,
     state_machine_definition,
 )
 from tests.support.aws import create_table_from_template
@@ -122,6 +124,7 @@ class World:
     account: ConnectedAccount | None = None
     sync: SyncSettings | None = None
     environ: dict[str, str] = field(default_factory=dict)
+    dynamodb: Any = None  # the table's client, when the hub is on DynamoDB
 
     def context(self) -> CloudContext:
         return CloudContext(
@@ -281,11 +284,42 @@ def new_world(
 
 
 @contextmanager
+def moto_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """moto with the template's table and queues; an organisation whose Aircall account has
+    its credentials in Secrets Manager; every handler module's context pointed at it."""
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        create_table_from_template(dynamodb, TABLE)
+        sqs = boto3.client("sqs", region_name=REGION)
+        queues = {
+            logical: sqs.create_queue(
+                QueueName=queue_name(logical), Attributes=queue_attributes(logical)
+            )["QueueUrl"]
+            for logical in QUEUES
+        }
+        secrets = SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION))
+        store = DynamoStore(dynamodb, TABLE, sleep=lambda _: None)
+        world = World(store, secrets, sqs, queues, make_aircall(), dynamodb=dynamodb)
+        world.environ = environ(world)
+        for name, value in world.environ.items():
+            monkeypatch.setenv(name, value)
+        org, admin = Setup(store, secrets).create_organisation(
+            "Dunder Mifflin", "michael@dundermifflin.com"
+        )
+        world.org_id, world.admin = org.id, admin
+        point_handlers_at(world, monkeypatch)
+        yield world
+
+
+@contextmanager
 def machine_on(
-    store_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_kind: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lambdas: InProcessLambdas | None = None,
 ) -> Iterator[Machine]:
-    """moto executing state machines, the bulk functions dispatched in process; the hub on
-    DynamoDB (moto) or SQLite."""
+    """moto executing state machines, the bulk functions dispatched in process (by ``lambdas``);
+    the hub on DynamoDB (moto) or SQLite."""
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         secrets = SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION))
         sqs = boto3.client("sqs", region_name=REGION)
@@ -298,7 +332,7 @@ def machine_on(
         world = new_world(store, sqs, secrets)
         monkeypatch.setenv("TABLE_NAME", TABLE)
         point_handlers_at(world, monkeypatch)
-        lambdas = InProcessLambdas()
+        lambdas = lambdas or InProcessLambdas()
         machine_client = boto3.client("stepfunctions", region_name=REGION)
         iam = boto3.client("iam", region_name=REGION)
         arns = create_functions(

@@ -15,11 +15,14 @@ from typing import Any
 
 import pytest
 
+from contactsync.api.queue import PullRequest
 from contactsync.connectors.base import TransientError
+from contactsync.domain.accounts import Provider
 from contactsync.domain.contact import HubContact
 from contactsync.domain.link import Link, stream_key
 from contactsync.domain.sync import SyncSettings, SyncState
 from contactsync.runtime.bulk_state import BulkShard, BulkSync
+from contactsync.runtime.pulls import PullWorker
 from contactsync.runtime.schedules import run_id
 from tests.runtime.harness import Machine, World, machine_on
 
@@ -69,7 +72,16 @@ def test_a_bulk_sync_completes_survives_a_shard_failure_and_leaves_the_sync_acti
     world.aircall.seed(2000, spread_days=730)
     account, sync = world.connect_aircall()
     # and the provider failing one shard's first attempt
-    cloud_machine.lambdas.fail = fail_once(".3")
+    failing = fail_once(".3")
+    seen: list[tuple[SyncState, int, int | None]] = []
+
+    def watch(logical: str, event: dict[str, Any]) -> Exception | None:
+        # What a person looking at the sync's status sees as each shard starts
+        status = settings(world).status
+        seen.append((status.state, status.progress_done, status.progress_total))
+        return failing(logical, event)
+
+    cloud_machine.lambdas.fail = watch
     # When the bulk sync runs through the state machine
     described = cloud_machine.run()
     # Then it succeeded, over several shards at once, each read once except the failed one,
@@ -86,6 +98,11 @@ def test_a_bulk_sync_completes_survives_a_shard_failure_and_leaves_the_sync_acti
     assert linked(world) == 2000
     contacts = list(world.store.scan(HubContact, world.org_id))
     assert 1900 <= len(contacts) <= 2000  # a few seeded people share an email or phone
+    # and while it ran, the status showed the sync in progress with its progress out of 2,000
+    midway = [(done, total) for state, done, total in seen if 0 < done < 2000]
+    assert midway
+    assert all(total == 2000 for _, total in midway)
+    assert {state for state, _, _ in seen} == {SyncState.IN_PROGRESS}
     # and the sync is active with its counts, its progress complete
     status = settings(world).status
     assert status.state is SyncState.ACTIVE
@@ -98,6 +115,19 @@ def test_a_bulk_sync_completes_survives_a_shard_failure_and_leaves_the_sync_acti
     assert cursor.value is not None
     assert cursor.started_at == bulk.started_at
     assert not world.store.get(BulkSync, world.org_id, sync.id).running
+    # When three contacts change in Aircall and the schedule's pull comes
+    for contact in world.aircall.call("GET", "/contacts?per_page=3&order=desc")["contacts"]:
+        world.aircall.call("POST", f"/contacts/{contact['id']}", information="Moved to Scranton")
+    world.aircall.clock.advance(900)
+    request = PullRequest(org_id=world.org_id, account_id=account.id, reason="schedule")
+    report = PullWorker(world.context(), Provider.AIRCALL).handle(request)
+    # Then it continues from the start-of-sync cursor: an incremental read of what changed
+    assert report is not None
+    pulled = report.spokes[account.id]
+    assert not pulled.full_scan
+    assert pulled.hub_updated == 3
+    assert pulled.pulled < 60
+    assert settings(world).status.counts.in_sync == 2000
 
 
 def test_a_shard_that_keeps_failing_fails_the_run_and_a_redrive_repeats_only_it(
