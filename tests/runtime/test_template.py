@@ -41,16 +41,17 @@ NARROW_WILDCARDS = {
     r"execution:contactsync-\$\{Stage\}-bulk-sync/\*$",
 }
 
-# Each function's sample event, for `sam local invoke FUNCTION -e events/<file>`.
+# Each function's sample event, for `sam local invoke FUNCTION -e events/<file>` (the runtime's
+# under events/runtime/).
 FUNCTION_EVENTS = {
-    **{f"{p}PullFunction": f"pull_{p.lower()}.json" for p in PROVIDERS},
-    **{f"{p}PushFunction": f"push_{p.lower()}.json" for p in PROVIDERS},
-    "PullRouterFunction": "pull_router.json",
-    "FanOutFunction": "fanout_outbox_entry.json",
-    "ScheduleFunction": "schedule_sync_created.json",
-    "BulkPlanFunction": "bulk_plan.json",
-    "BulkShardFunction": "bulk_shard.json",
-    "BulkFinaliseFunction": "bulk_finalise.json",
+    **{f"{p}PullFunction": f"runtime/pull_{p.lower()}.json" for p in PROVIDERS},
+    **{f"{p}PushFunction": f"runtime/push_{p.lower()}.json" for p in PROVIDERS},
+    "PullRouterFunction": "runtime/pull_router.json",
+    "FanOutFunction": "runtime/fanout_outbox_entry.json",
+    "ScheduleFunction": "runtime/schedule_sync_created.json",
+    "BulkPlanFunction": "runtime/bulk_plan.json",
+    "BulkShardFunction": "runtime/bulk_shard.json",
+    "BulkFinaliseFunction": "runtime/bulk_finalise.json",
     "ApiFunction": "api_get_me.json",
     "WebhooksFunction": "webhook_aircall_contact_updated.json",
 }
@@ -230,13 +231,16 @@ def test_the_queue_and_stream_events_run_through_their_handlers(
 
 
 def test_the_bulk_events_are_tasks_of_the_state_machine(world: World) -> None:
-    BulkTask.model_validate(load("bulk_plan.json"))
-    ShardTask.model_validate(load("bulk_shard.json"))
-    BulkTask.model_validate(load("bulk_finalise.json"))
+    plan, shard, finalise = (
+        load(FUNCTION_EVENTS[f"Bulk{step}Function"]) for step in ("Plan", "Shard", "Finalise")
+    )
+    BulkTask.model_validate(plan)
+    ShardTask.model_validate(shard)
+    BulkTask.model_validate(finalise)
     # Without that sync here, each stops the run with an error the state machine does not retry
     with pytest.raises(SyncGone):
-        handler_of("BulkPlanFunction")(load("bulk_plan.json"), FakeContext())
+        handler_of("BulkPlanFunction")(plan, FakeContext())
     with pytest.raises(StaleRun):
-        handler_of("BulkShardFunction")(load("bulk_shard.json"), FakeContext())
+        handler_of("BulkShardFunction")(shard, FakeContext())
     with pytest.raises(StaleRun):
-        handler_of("BulkFinaliseFunction")(load("bulk_finalise.json"), FakeContext())
+        handler_of("BulkFinaliseFunction")(finalise, FakeContext())
