@@ -32,6 +32,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -47,6 +48,7 @@ from contactsync.runtime.aws import group_id
 from contactsync.store.base import Write
 from tests.runtime.cloud import FakeContext, filtered, functions, stream_records
 from tests.runtime.harness import TABLE, World, moto_world, sqs_event
+from tests.support.aws import template
 
 MONTH_DAYS = 30
 SCHEDULE_MINUTES = 15
@@ -76,12 +78,9 @@ class Prices:
 PRICES = Prices()
 # Typical latency of one call from a Lambda function, in seconds.
 LATENCY = {"dynamodb": 0.006, "sqs": 0.010, "secrets": 0.015, "provider": 0.150}
-# The queues Lambda polls (9: four pull, four push, the webhooks'), each by 5 pollers long
-# polling 20 s while idle: empty receives billed as SQS requests.
-POLLED_QUEUES = 9
+# Each queue Lambda drains is long-polled (20 s) by its pollers while idle, five assumed: the
+# empty receives are billed as SQS requests.
 IDLE_RECEIVES_PER_QUEUE = 5 * (86_400 // 20) * MONTH_DAYS
-ALARMS = 11
-SECRETS = 2 + SPOKES  # the webhook key and OAuth clients, one per connected account
 # DynamoDB bills an item's storage with 100 bytes of overhead.
 ITEM_OVERHEAD = 100
 
@@ -433,11 +432,25 @@ def month(unit: dict[str, Usage], storage: Storage, contacts: int, churn: float)
 
 
 def fixed() -> dict[str, float]:
+    """What template.yaml deploys that costs by the month: its KMS keys, secrets (and one per
+    connected account), alarms, and the queues Lambda's pollers drain."""
+    resources = template()["Resources"].values()
+    count = Counter(r["Type"] for r in resources)
+    polled = sum(
+        1
+        for r in resources
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] != "Table"
+    )
+    secrets = count["AWS::SecretsManager::Secret"] + SPOKES
     return {
-        "kms key": PRICES.kms_key_month,
-        "secrets at rest": SECRETS * PRICES.secret_month,
-        "alarms": ALARMS * PRICES.alarm_month,
-        "idle queue polling": POLLED_QUEUES * IDLE_RECEIVES_PER_QUEUE * PRICES.sqs_fifo_request,
+        "kms key": count["AWS::KMS::Key"] * PRICES.kms_key_month,
+        f"{secrets} secrets at rest": secrets * PRICES.secret_month,
+        f"{count['AWS::CloudWatch::Alarm']} alarms": count["AWS::CloudWatch::Alarm"]
+        * PRICES.alarm_month,
+        f"idle polling of {polled} queues": polled
+        * IDLE_RECEIVES_PER_QUEUE
+        * PRICES.sqs_fifo_request,
     }
 
 
