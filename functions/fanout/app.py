@@ -22,7 +22,7 @@ from contactsync.runtime.aws import CloudContext
 from contactsync.runtime.fanout import FanOut
 from contactsync.runtime.observability import MetricUnit, logger, metrics, tracer
 from contactsync.runtime.settings import PushQueuesEnv
-from contactsync.runtime.streams import entity_change
+from contactsync.runtime.streams import change_of
 
 
 @cache
@@ -41,13 +41,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     fanout = FanOut(ctx.store, ctx.queues(PushQueuesEnv.from_env(os.environ).PUSH_QUEUE_URLS))
 
     def relay(record: DynamoDBRecord) -> None:
-        stream = record.dynamodb
-        if stream is None or record.event_name is None:
-            return
-        change = entity_change(
-            record.event_name.name, stream.keys or {}, stream.old_image, stream.new_image
-        )
-        sent = fanout.handle(change)
+        sent = fanout.handle(change_of(record))
         if sent:
             metrics.add_metric(name="PushMessagesSent", unit=MetricUnit.Count, value=len(sent))
 

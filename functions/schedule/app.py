@@ -22,7 +22,7 @@ from contactsync.runtime.aws import store_from
 from contactsync.runtime.observability import logger, tracer
 from contactsync.runtime.schedules import BulkStarter, ScheduleManager, ScheduleWorker
 from contactsync.runtime.settings import ScheduleEnv
-from contactsync.runtime.streams import entity_change
+from contactsync.runtime.streams import change_of
 
 
 @cache
@@ -42,15 +42,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     schedules = worker()
 
     def apply(record: DynamoDBRecord) -> None:
-        stream = record.dynamodb
-        if stream is None or record.event_name is None:
-            return
-        change = entity_change(
-            record.event_name.name, stream.keys or {}, stream.old_image, stream.new_image
-        )
+        change = change_of(record)
         done = schedules.handle(change)
-        if done is not None:
-            logger.info("sync schedule", extra={"sync": change and change.entity_id, "did": done})
+        if change is not None and done is not None:
+            logger.info("sync schedule", extra={"sync": change.entity_id, "did": done})
 
     return process_partial_response(
         event=event,

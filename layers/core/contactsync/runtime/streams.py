@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
 from contactsync.domain.base import Entity
 from contactsync.store.dynamodb import ENTITY_SK
 
@@ -53,3 +55,13 @@ def entity_change(
     org_id, kind, entity_id = parts
     # An image the record does not carry may come as an empty mapping.
     return EntityChange(cast(EventName, event), org_id, kind, entity_id, old or None, new or None)
+
+
+def change_of(record: DynamoDBRecord) -> EntityChange | None:
+    """The change a stream record (as Powertools parses it for a handler) carries."""
+    stream = record.dynamodb
+    if stream is None or record.event_name is None:
+        return None
+    return entity_change(
+        record.event_name.name, stream.keys or {}, stream.old_image, stream.new_image
+    )
