@@ -125,6 +125,8 @@ class World:
     sync: SyncSettings | None = None
     environ: dict[str, str] = field(default_factory=dict)
     dynamodb: Any = None  # the table's client, when the hub is on DynamoDB
+    # In-process sessions of other providers' sandboxes, by provider.
+    sessions: dict[str, requests.Session] = field(default_factory=dict)
 
     def context(self) -> CloudContext:
         return CloudContext(
@@ -133,7 +135,7 @@ class World:
             secrets=self.secrets,
             sqs=self.sqs,
             clock=self.aircall.clock,
-            sessions={"aircall": self.aircall.session},
+            sessions={"aircall": self.aircall.session, **self.sessions},
         )
 
     def connect_aircall(

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from contactsync.api.queue import PullRequest
+from contactsync.app.setup import Setup
 from contactsync.connectors.base import TransientError
 from contactsync.domain.accounts import Provider
 from contactsync.domain.contact import HubContact
@@ -24,7 +26,11 @@ from contactsync.domain.sync import SyncSettings, SyncState
 from contactsync.runtime.bulk_state import BulkShard, BulkSync
 from contactsync.runtime.pulls import PullWorker
 from contactsync.runtime.schedules import run_id
+from contactsync_sandbox.core import mount_sandbox
+from contactsync_sandbox.google import App as GoogleApp
 from tests.runtime.harness import Machine, World, machine_on
+
+GOOGLE_BASE = "https://google.sandbox.test/"
 
 
 @pytest.fixture
@@ -170,6 +176,42 @@ def test_a_shard_that_keeps_failing_fails_the_run_and_a_redrive_repeats_only_it(
     assert read_again == [failed]
     assert settings(world).status.state is SyncState.ACTIVE
     assert settings(world).status.counts.in_sync == linked(world) == 300
+
+
+def test_a_connector_without_shards_is_read_whole_and_keeps_its_cursor(
+    cloud_machine: Machine,
+) -> None:
+    # Given a Google account (People API page tokens chain: the generic fallback, one shard)
+    world = cloud_machine.world
+    google = GoogleApp(world.aircall.clock, seed=11)
+    google.configure_quotas({"enabled": False})
+    world.sessions["google"] = mount_sandbox(requests.Session(), GOOGLE_BASE, google)
+    google.seed({"count": 250, "seed": 5})
+    config = google.client_config()
+    assert world.admin is not None
+    account, sync = Setup(world.store, world.secrets).connect(
+        world.org_id,
+        world.admin,
+        Provider.GOOGLE,
+        config["user"],
+        {"api_base": config["api_base"], "token_uri": config["token_uri"]},
+        {k: config[k] for k in ("client_id", "client_secret", "refresh_token")},
+    )
+    world.account, world.sync = account, sync
+    # When its bulk sync runs
+    assert cloud_machine.run()["status"] == "SUCCEEDED"
+    # Then one shard read everything, and the sync token its last page carried is the cursor
+    bulk = world.store.get(BulkSync, world.org_id, sync.id)
+    [shard] = world.store.get_many(BulkShard, world.org_id, bulk.shard_ids).values()
+    assert shard.shard.carries_cursor
+    assert shard.records == 250
+    cursor = world.store.load_cursor(world.org_id, account.id, "person")
+    assert cursor is not None
+    assert cursor.value == shard.cursor
+    status = settings(world).status
+    assert status.state is SyncState.ACTIVE
+    assert status.counts.in_sync == 250
+    assert status.progress_total == status.progress_done == 250
 
 
 def test_the_bulk_sync_on_dynamodb(dynamo_machine: Machine) -> None:
