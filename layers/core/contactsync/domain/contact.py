@@ -15,6 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from contactsync.domain.base import AwareDatetime, Entity, Id, Model, utcnow
+from contactsync.domain.company import company_key_loose
 
 Short = Annotated[str, StringConstraints(max_length=255)]
 Label = Annotated[str, StringConstraints(max_length=40)]
@@ -120,7 +121,7 @@ class PhoneNumber(Model):
         )
 
 
-@lru_cache(maxsize=262_144)
+@lru_cache(maxsize=65_536)
 def to_e164(raw: str, default_region: str = "US") -> str | None:
     try:
         number = phonenumbers.parse(raw, default_region)
@@ -241,7 +242,10 @@ class HubContact(Entity):
         for key in self.phone_keys():
             yield "phone", key
         if self.given_name or self.family_name:
-            yield "name", name_key(self.given_name, self.family_name)
+            key = name_key(self.given_name, self.family_name)
+            yield "name", key
+            # Merge suggestions look up namesakes at the same company (or with none) only.
+            yield "name_company", f"{key}|{company_key_loose(self.company)}"
         for word in sorted(self.search_words()):
             yield "word", word
         if self.company_id:

@@ -75,7 +75,7 @@ class SQLiteStore(Store):
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA temp_store=MEMORY")
-            self._conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
+            self._conn.execute("PRAGMA cache_size=-16384")  # 16 MiB of page cache
             self._conn.executescript(SCHEMA)
 
     def close(self) -> None:

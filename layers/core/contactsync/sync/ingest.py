@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from contactsync.connectors.base import Connector, RemoteRecord
 from contactsync.domain.changelog import ChangeLogEntry, FieldChange
+from contactsync.domain.company import company_key_loose
 from contactsync.domain.contact import HubContact, Visibility, name_key
 from contactsync.domain.errors import VersionConflict
 from contactsync.domain.link import Link
@@ -34,7 +35,10 @@ from contactsync.sync.report import PlannedMutation, SpokeReport
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 4
-CANDIDATES_PER_KEY = 20
+# A number or address many contacts share (a switchboard) cannot make a match better by
+# loading them all: the best of a few is chosen.
+CANDIDATES_PER_KEY = 8
+NAMESAKES = 10
 
 
 def contact_id_for(account_id: str, object_type: str, remote_id: str) -> str:
@@ -352,6 +356,18 @@ def _log_entry(
     )
 
 
+def _namesakes(ctx: IngestContext, contact: HubContact) -> list[HubContact]:
+    """Contacts with the same name at the same company or at none (the only ones a suggestion
+    can name): bounded by the company, not by how common the name is in the organisation."""
+    name = name_key(contact.given_name, contact.family_name)
+    keys = {f"{name}|{company_key_loose(contact.company)}", f"{name}|"}
+    ids: list[str] = []
+    for key in sorted(keys):
+        ids.extend(i for i in ctx.store.lookup_ids(HubContact, ctx.org_id, "name_company", key))
+    ids = [i for i in dict.fromkeys(ids) if i != contact.id][:NAMESAKES]
+    return list(ctx.store.get_many(HubContact, ctx.org_id, ids).values()) if ids else []
+
+
 def _suggest(
     ctx: IngestContext, contact: HubContact, others: tuple[str, ...], is_new: bool
 ) -> None:
@@ -359,14 +375,7 @@ def _suggest(
         (o, 0.95, ["shares an email or phone"]) for o in others
     ]
     if is_new and contact.given_name and contact.family_name:
-        same_name = ctx.store.lookup(
-            HubContact,
-            ctx.org_id,
-            "name",
-            name_key(contact.given_name, contact.family_name),
-            limit=20,
-        )
-        pairs.extend(fuzzy_candidates(contact, same_name))
+        pairs.extend(fuzzy_candidates(contact, _namesakes(ctx, contact)))
     for other_id, score, reasons in pairs:
         suggestion_id = MergeSuggestion.make_id(contact.id, other_id)
         if ctx.store.find(MergeSuggestion, ctx.org_id, suggestion_id) is not None:
