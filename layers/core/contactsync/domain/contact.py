@@ -48,7 +48,7 @@ _SIMPLE_EMAIL = re.compile(
 )
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)
 def _email(value: str) -> str:
     """Validates and normalises an address (domain lower-cased). Cached: a sync meets the same
     addresses again and again (pull, merge, store round trips)."""
@@ -75,7 +75,7 @@ class EmailAddress(Model):
         return self.address.lower()
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)
 def _e164(value: str | None) -> str | None:
     if value is None:
         return None
@@ -121,7 +121,7 @@ class PhoneNumber(Model):
         )
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)
 def to_e164(raw: str, default_region: str = "US") -> str | None:
     try:
         number = phonenumbers.parse(raw, default_region)

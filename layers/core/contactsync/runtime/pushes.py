@@ -34,7 +34,7 @@ from contactsync.runtime.fanout import PushMessage
 from contactsync.runtime.proxies import RecordingWrites
 from contactsync.runtime.spokes import OrgSpokes
 from contactsync.store.base import Store
-from contactsync.sync.push import PushContext, _resolve_pending, push_entries
+from contactsync.sync.push import PushContext, push_entries, resolve_pending
 from contactsync.sync.report import RunReport, SpokeReport
 from contactsync.sync.spokes import ConnectorFactory, Spoke
 
@@ -88,7 +88,7 @@ class PushService:
             peers=org.views_with(spoke),
         )
         # Uncertain creates of earlier pushes: linked once found, dropped after the settle time.
-        _resolve_pending(ctx, spoke)
+        resolve_pending(ctx, spoke)
         # Version 0 never matches a stored outbox entry (stored versions start at 1): the
         # fan-out removed the entry already, push_entries' clean-up finds nothing to remove.
         entries = [

@@ -73,7 +73,7 @@ def push_outbox(ctx: PushContext, page_size: int = 200) -> None:
     """Pushes every outbox entry, page by page."""
     for spoke in ctx.spokes:
         if spoke.runnable and spoke.view.direction.pushes:
-            _resolve_pending(ctx, spoke)
+            resolve_pending(ctx, spoke)
     token: str | None = None
     while True:
         page = ctx.store.page(OutboxEntry, ctx.org_id, limit=page_size, page_token=token)
@@ -289,7 +289,7 @@ def _write_pending(ctx: PushContext, spoke: Spoke, item: _Item) -> None:
     ctx.store.transact([Write(pending)])
 
 
-def _resolve_pending(ctx: PushContext, spoke: Spoke) -> None:
+def resolve_pending(ctx: PushContext, spoke: Spoke) -> None:
     """For each uncertain create of this spoke: link the record if it exists; after the settle
     time without a trace, drop the marker so the next push creates it."""
     for link in ctx.store.lookup(Link, ctx.org_id, "pending", spoke.account.id, limit=1000):
