@@ -20,6 +20,7 @@ from contactsync.domain.accounts import AccountStatus, ConnectedAccount, Provide
 from contactsync.domain.activity import Activity, ActivityKind
 from contactsync.domain.cursor import Cursor
 from contactsync.domain.link import Link
+from contactsync.domain.sharing import AccessRequest
 from contactsync.domain.sync import SyncSettings
 from contactsync_sandbox.core import mount_sandbox
 from tests.api.conftest import API, GOOGLE, SALESFORCE, Client, Env
@@ -339,6 +340,15 @@ def test_delete_needs_confirmation_and_removes_the_accounts_data(env: Env) -> No
         )
     )
     env.store.create(
+        AccessRequest(
+            org_id=org,
+            id="ar-1",
+            activity_id="act-1",
+            requester_user_id=env.admin.id,
+            owner_user_id=env.rep.id,
+        )
+    )
+    env.store.create(
         Link(
             org_id=org,
             id="l-1",
@@ -367,6 +377,7 @@ def test_delete_needs_confirmation_and_removes_the_accounts_data(env: Env) -> No
     assert done.json()["removed"] == {"syncs": 1, "activities": 1, "links": 1, "cursors": 1}
     assert env.as_rep.get(path).json()["status"] == "deleted"
     assert env.store.find(Activity, org, "act-1") is None
+    assert env.store.find(AccessRequest, org, "ar-1") is None  # its access requests go too
     assert list(env.store.scan(SyncSettings, org)) == []
     try:
         env.secrets.get(account.secret_ref or "")

@@ -6,20 +6,25 @@ change. A webhook only queues a pull; duplicates and replays queue nothing more.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from contactsync.activity import reader_factory, register_call_webhook
 from contactsync.api.queue import PullAction, QueuedPull, WebhookReceipt
+from contactsync.api.routes.accounts import ensure_webhook_config
 from contactsync.api.wsgi import WsgiTransport
+from contactsync.app.gallery import Actor, Gallery
 from contactsync.app.setup import Setup
 from contactsync.domain.accounts import AccountStatus, ConnectedAccount, Provider
+from contactsync.domain.activity import Activity, ActivityKind
 from contactsync_sandbox import registry
 from contactsync_sandbox.core import mount_sandbox
 from contactsync_sandbox.salesforce import SalesforceSandbox
-from tests.api.conftest import API, Env
+from tests.api.conftest import AIRCALL, API, Env
 from tests.sandboxes.microsoft.helpers import Graph, contact_payload, graph
 
 SF = "https://salesforce.sandbox.test/"
@@ -375,6 +380,74 @@ def test_aircall_iso_timestamps_and_a_rotated_token(
     assert (
         env.anonymous.post(path, json=_delivery(old_token, timestamp=now + "x")).status_code == 401
     )
+
+
+def test_aircall_call_webhooks_capture_calls_at_once(env: Env) -> None:
+    # Given an Aircall account whose webhook URLs the API wrote
+    config = env.aircall.client_config()
+    account, _ = Setup(env.store, env.secrets).connect(
+        env.org.id,
+        env.admin,
+        Provider.AIRCALL,
+        "DM phones",
+        {"api_base": config["api_base"]},
+        {"api_id": config["api_id"], "api_token": config["api_token"]},
+    )
+    account = ensure_webhook_config(env.ctx, account)
+    assert account.config["calls_webhook_url"] == API + url(env, account, "/calls")
+    # When the capture's reader factory first builds the account's readers, the call webhook
+    # is registered with its own token (once: a second build finds it in place)
+    build = reader_factory(env.secrets, sessions={"aircall": env.session})
+    build(account)
+    stored = env.secrets.get(account.secret_ref or "")
+    assert stored["call_webhook_url"] == account.config["calls_webhook_url"]
+    token = stored["call_webhook_token"]
+    register_call_webhook(account, build(account), env.secrets)
+    assert env.secrets.get(account.secret_ref or "") == stored
+    env.aircall.seed({"count": 20, "calls": 12, "seed": 5})
+
+    def calls() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = env.session.get(AIRCALL + "_sandbox/state").json()["state"]
+        return found["calls"]
+
+    before = {c["id"] for c in calls()}
+    env.aircall.seed({"count": 0, "calls": 6, "seed": 6, "emit_events": True})
+    announced = [c for c in calls() if c["id"] not in before]
+    known = next(c for c in announced if c.get("contact_id"))
+    Gallery(env.store).create(
+        Actor.of(env.admin), {"given_name": "Caller", "phones": [known["raw_digits"]]}
+    )
+    # And calls happen, one with a gallery contact; Aircall sends call.ended 30 s after each
+    env.aircall.clock.advance(40)
+    env.aircall.deliver_webhooks()
+    # Then the calls with that gallery contact are activities at once, with no capture run
+    with_caller = [c for c in announced if c["raw_digits"] == known["raw_digits"]]
+    activities = [a for a in env.store.scan(Activity, env.org.id) if a.account_id == account.id]
+    assert sorted(a.remote_id for a in activities) == sorted(str(c["id"]) for c in with_caller)
+    assert all(a.activity_kind is ActivityKind.CALL for a in activities)
+    # And a replay stores nothing more; a forged token and a malformed call change nothing
+    path = url(env, account, "/calls")
+    auth = (config["api_id"], config["api_token"])
+    call = env.session.get(f"{config['api_base']}/calls/{known['id']}", auth=auth).json()["call"]
+    replay = {"resource": "call", "event": "call.ended", "timestamp": int(time.time()),
+              "token": token, "data": call}  # fmt: skip
+    assert env.anonymous.post(path, json=replay).json()["outcome"] == "duplicate"
+    forged = env.anonymous.post(path, json={**replay, "token": "f" * 32})
+    assert forged.status_code == 401
+    broken = env.anonymous.post(path, json={**replay, "data": {"id": "not a call"}})
+    assert broken.status_code == 400
+    contact_token = env.anonymous.post(path, json={**replay, "token": "w" * 32})
+    assert contact_token.status_code == 401
+    after = [a for a in env.store.scan(Activity, env.org.id) if a.account_id == account.id]
+    assert len(after) == len(activities)
+    # And a disabled account's calls are not captured
+    env.store.update(
+        env.store.get(ConnectedAccount, env.org.id, account.id).model_copy(
+            update={"status": AccountStatus.DISABLED}
+        )
+    )
+    fresh = {**replay, "data": {**call, "id": 99_999}}
+    assert env.anonymous.post(path, json=fresh).json()["outcome"] == "ignored"
 
 
 # ---- Salesforce outbound messages -----------------------------------------------------------

@@ -15,6 +15,7 @@ Aircall's API key or token as for contacts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import requests
@@ -22,9 +23,12 @@ import requests
 from contactsync.activity import aircall, gmail, outlook
 from contactsync.activity.base import ActivityReader
 from contactsync.activity.capture import ActivityCapture, CaptureReport, ReaderFactory
+from contactsync.connectors.base import ConnectorError
 from contactsync.connectors.http import Clock
 from contactsync.domain.accounts import ConnectedAccount, Provider
 from contactsync.secrets import SecretStore
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ActivityCapture",
@@ -32,6 +36,7 @@ __all__ = [
     "ReaderFactory",
     "reader_factory",
     "readers_for",
+    "register_call_webhook",
 ]
 
 
@@ -91,7 +96,35 @@ def reader_factory(
             clock=clock,
             on_secret_rotated=rotated,
         )
+        register_call_webhook(account, readers, secrets)
         built[account.id] = readers
         return readers
 
     return build
+
+
+def register_call_webhook(
+    account: ConnectedAccount, readers: Sequence[ActivityReader], secrets: SecretStore
+) -> None:
+    """Aircall call events reach the API's calls route (``calls_webhook_url``, which the API
+    writes into the account's config) as they happen, instead of at the next read. Registered
+    once per URL; a failure leaves the periodic read, which misses nothing, to capture the
+    calls."""
+    url = account.config.get("calls_webhook_url")
+    if account.provider is not Provider.AIRCALL or not url or account.secret_ref is None:
+        return
+    current = secrets.get(account.secret_ref)
+    if current.get(aircall.CALL_WEBHOOK_URL) == url and current.get(aircall.CALL_WEBHOOK_ID):
+        return
+    for reader in readers:
+        if isinstance(reader, aircall.AircallCallsReader):
+            try:
+                found = reader.ensure_webhook(url, current) or {}
+            except ConnectorError as exc:
+                log.warning(
+                    "call webhook registration failed",
+                    extra={"account_id": account.id, "code": exc.code},
+                )
+                return
+            fresh = secrets.get(account.secret_ref)
+            secrets.put(account.secret_ref, {**fresh, **found, aircall.CALL_WEBHOOK_URL: url})

@@ -45,6 +45,7 @@ CALL_EVENTS = ("call.ended",)
 CALL_WEBHOOK_ID = "call_webhook_id"
 CALL_WEBHOOK_TOKEN = "call_webhook_token"
 CALL_WEBHOOK_NAME = "contactsync-calls"
+CALL_WEBHOOK_URL = "call_webhook_url"  # where the registered one posts (re-registered on change)
 MAX_QUERIES = 10_000
 
 
@@ -142,6 +143,10 @@ class AircallCallsReader:
 
     def fetch_body(self, remote_id: str) -> str | None:
         return None  # a call has no content
+
+    def ensure_webhook(self, url: str, secrets: Mapping[str, str]) -> dict[str, str] | None:
+        """Registers (or repairs) this account's call webhook; see ``ensure_call_webhook``."""
+        return ensure_call_webhook(self.http, self.config, url, secrets)
 
 
 def readers(

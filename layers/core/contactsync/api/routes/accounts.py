@@ -28,12 +28,12 @@ from contactsync.api.schemas import (
 )
 from contactsync.app.setup import Setup
 from contactsync.domain.accounts import AccountStatus, ConnectedAccount, Provider
-from contactsync.domain.activity import Activity
 from contactsync.domain.cursor import Cursor
 from contactsync.domain.errors import NotFound
 from contactsync.domain.link import Link
 from contactsync.domain.org import User
 from contactsync.domain.sync import SyncSettings
+from contactsync.sharing.lifecycle import forget_account
 
 # Organisation-wide systems are connected by admins; mailboxes by their users.
 ADMIN_PROVIDERS = frozenset({Provider.SALESFORCE, Provider.AIRCALL})
@@ -51,7 +51,8 @@ def webhook_config(
         config = {"webhook_url": url, "lifecycle_url": f"{url}/lifecycle"}
         secrets = {"webhook_client_state": ctx.graph_client_state(account.org_id, account.id)}
     elif url and account.provider is Provider.AIRCALL:
-        config = {"webhook_url": url}
+        # Contact events pull; call events (a webhook of their own) are captured at once.
+        config = {"webhook_url": url, "calls_webhook_url": f"{url}/calls"}
     return config, secrets
 
 
@@ -311,9 +312,8 @@ def purge(ctx: ApiContext, account: ConnectedAccount) -> dict[str, int]:
     for sync_id in ctx.store.lookup_ids(SyncSettings, org_id, "account", account.id):
         ctx.store.delete(SyncSettings, org_id, sync_id)
         removed["syncs"] += 1
-    for activity_id in ctx.store.lookup_ids(Activity, org_id, "account", account.id):
-        ctx.store.delete(Activity, org_id, activity_id)
-        removed["activities"] += 1
+    # The activity with its access requests and its part of the connection strengths.
+    removed["activities"] = forget_account(ctx.store, org_id, account.id, ctx.now()).activities
     gone: list[tuple[Any, str]] = []
     gone += [
         (Link, link.id) for link in ctx.store.scan(Link, org_id) if link.account_id == account.id

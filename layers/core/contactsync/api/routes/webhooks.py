@@ -4,6 +4,7 @@ answer at once (Graph wants 2xx within 3 s, Aircall within 5 s)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -30,14 +31,17 @@ from contactsync.api.webhooks import (
 from contactsync.domain.accounts import AccountStatus, ConnectedAccount, Provider
 from contactsync.domain.errors import NotFound
 
+CALL_WEBHOOK_TOKEN = "call_webhook_token"  # contactsync.activity.aircall's secret name
+
 TOKEN_CACHE_SECONDS = 60.0
 
 
 class _TokenCache:
     """Aircall webhook tokens by account, kept a minute (a Secrets Manager read per delivery
-    would cost more than the rest of the request)."""
+    would cost more than the rest of the request). ``name``: the secret holding the token."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "webhook_token") -> None:
+        self.name = name
         self._lock = threading.Lock()
         self._items: dict[tuple[str, str], tuple[float, str | None]] = {}
 
@@ -50,7 +54,7 @@ class _TokenCache:
         token: str | None = None
         if account.secret_ref:
             try:
-                token = ctx.secrets.get(account.secret_ref).get("webhook_token")
+                token = ctx.secrets.get(account.secret_ref).get(self.name)
             except KeyError:
                 token = None
         with self._lock:
@@ -60,6 +64,7 @@ class _TokenCache:
 
 def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C901 - route table
     tokens = _TokenCache()
+    call_tokens = _TokenCache(CALL_WEBHOOK_TOKEN)
 
     def account_for(org_id: str, account_id: str, provider: Provider) -> ConnectedAccount:
         account = ctx.store.find(ConnectedAccount, org_id, account_id)
@@ -173,6 +178,30 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C90
         return Response(200, content_type="application/json", body=dumps(result))
 
     @app.post(
+        "/webhooks/aircall/<org_id>/<account_id>/calls",
+        tags=["webhooks"],
+        responses=ok("Stored, unmatched (no gallery contact), a duplicate, or ignored"),
+        summary="Aircall call webhooks: the call captured as an activity at once",
+    )
+    def aircall_calls(
+        org_id: Annotated[IdStr, Path()], account_id: Annotated[IdStr, Path()]
+    ) -> Response[Any]:
+        account = account_for(org_id, account_id, Provider.AIRCALL)
+        raw = body()
+        max_age = timedelta(seconds=ctx.settings.aircall_max_age_seconds)
+        region = ctx.region(org_id)
+        token = call_tokens.get(ctx, account)
+        try:
+            verify_aircall(raw, token, ctx.now(), max_age, region)
+        except WebhookRejected as exc:
+            if exc.code != "forged":
+                raise
+            token = call_tokens.get(ctx, account, fresh=True)  # re-registered: a new token
+            verify_aircall(raw, token, ctx.now(), max_age, region)
+        outcome = capture_call(ctx, account, raw, token, region)
+        return Response(200, content_type="application/json", body=dumps({"outcome": outcome}))
+
+    @app.post(
         "/webhooks/salesforce/<org_id>/<account_id>",
         tags=["webhooks"],
         responses=ok("The SOAP Ack (text/xml)"),
@@ -190,3 +219,33 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C90
         keyed = [(f"sfdc\x00{n}", PullAction.PULL) for n in message.notification_ids]
         ask(account, keyed, "salesforce")
         return Response(200, content_type="text/xml; charset=utf-8", body=SOAP_ACK)
+
+
+def capture_call(
+    ctx: ApiContext, account: ConnectedAccount, raw: bytes, token: str | None, region: str
+) -> str:
+    """Stores the call a verified delivery carries as an activity, as the capture's own read
+    would (same deterministic id: a repeated delivery or a later read changes nothing)."""
+    if account.status is not AccountStatus.CONNECTED:
+        return "ignored"  # a disabled account's future communication does not enter
+    # Imported on use: the activity package loads every provider's client library, which the
+    # API's other routes (and its cold start) do without.
+    from contactsync.activity.aircall import CALL_EVENTS, captured_from_delivery
+    from contactsync.activity.capture import ActivityCapture
+
+    try:
+        captured = captured_from_delivery(raw, token, region)
+    except Exception as exc:  # the connector's WebhookRejected (a ConnectorError)
+        if type(exc).__name__ != "WebhookRejected":
+            raise
+        raise WebhookRejected("Not an Aircall call delivery.", code="malformed") from exc
+    if captured is None:
+        delivery = json.loads(raw)  # valid: verified above
+        if delivery.get("resource") == "call" and delivery.get("event") in CALL_EVENTS:
+            raise WebhookRejected("The call in the delivery is unreadable.", code="malformed")
+        return "ignored"  # not a call event we capture
+    capture = ActivityCapture(ctx.store, account.org_id, lambda _: (), now=ctx.now)
+    stored, unmatched, removed = capture.ingest(account, [captured])
+    if stored or removed:
+        return "stored"
+    return "unmatched" if unmatched else "duplicate"
