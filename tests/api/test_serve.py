@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from contactsync.activity import reader_factory
 from contactsync.api import ApiContext, build_app
 from contactsync.api.queue import LocalPullQueue, PullInbox
 from contactsync.api.routes.accounts import ensure_webhook_config
@@ -21,11 +22,12 @@ from contactsync.api.wsgi import ApiWsgi, WsgiTransport
 from contactsync.app.gallery import Actor, Gallery
 from contactsync.app.setup import Setup
 from contactsync.domain.accounts import ConnectedAccount, Provider
+from contactsync.domain.activity import Activity
 from contactsync.domain.org import User
 from contactsync.local.cli import main
 from contactsync.local.connectors import connector_factory
 from contactsync.local.home import Home, LocalConfig
-from contactsync.local.serve import LocalRuntime, Scheduler, build_runtime
+from contactsync.local.serve import CaptureLoop, LocalRuntime, Scheduler, build_runtime
 from contactsync_sandbox.aircall import App as AircallApp
 from contactsync_sandbox.core import VirtualClock, mount_sandbox
 from contactsync_sandbox.microsoft import App as MicrosoftApp
@@ -165,3 +167,51 @@ def test_concurrent_deliveries_each_see_their_own_body(home: Home, runtime: Loca
     with ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = list(pool.map(send, range(120)))
     assert outcomes == ["accepted"] * 120
+
+
+def test_serve_captures_activity_on_a_timer(tmp_path: Path) -> None:
+    # Given a phone system with calls, one caller in the gallery, and serve's capture loop
+    clock = VirtualClock()
+    aircall = AircallApp(clock, seed=3)
+    session = mount_sandbox(requests.Session(), AIRCALL, aircall)
+    home = Home(tmp_path / "home")
+    store, secrets = home.store(), home.secrets()
+    setup = Setup(store, secrets)
+    org, admin = setup.create_organisation("Dunder Mifflin", "michael@dundermifflin.com")
+    config = aircall.client_config()
+    setup.connect(
+        org.id,
+        admin,
+        Provider.AIRCALL,
+        "DM phones",
+        {"api_base": config["api_base"]},
+        {"api_id": config["api_id"], "api_token": config["api_token"]},
+    )
+    aircall.seed({"count": 10, "calls": 20, "seed": 4})
+    calls = session.get(AIRCALL + "_sandbox/state").json()["state"]["calls"]
+    caller = next(c for c in calls if c.get("contact_id"))
+    Gallery(store).create(
+        Actor.of(admin), {"given_name": "Caller", "phones": [caller["raw_digits"]]}
+    )
+    loop = CaptureLoop(
+        store, org.id, reader_factory(secrets, sessions={"aircall": session}), now=clock.now
+    )
+    # When it ticks: the first tick captures (a backfill), the next waits for its interval
+    assert loop.tick() is True
+    stored = sum(1 for _ in store.scan(Activity, org.id))
+    assert stored == sum(1 for c in calls if c["raw_digits"] == caller["raw_digits"])
+    assert loop.tick() is False
+    clock.advance(loop.every.total_seconds())
+    assert loop.tick() is True
+    assert loop.runs == 2
+    assert sum(1 for _ in store.scan(Activity, org.id)) == stored  # nothing new, nothing twice
+
+
+def test_serve_runs_the_capture_loop(home: Home) -> None:
+    running = build_runtime(home, 0)
+    try:
+        assert running.capture is not None
+        running.start()
+        assert [t.name for t in running.threads] == ["api", "scheduler", "capture"]
+    finally:
+        running.stop()

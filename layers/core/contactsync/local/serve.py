@@ -2,7 +2,9 @@
 
 A threaded WSGI server (stdlib) runs the same resolver the Lambda functions run; webhook routes
 queue pulls on an in-process queue; a scheduler thread takes them, runs each sync when its
-schedule says it is due, and keeps webhook registrations fresh (``Connector.prepare``).
+schedule says it is due, and keeps webhook registrations fresh (``Connector.prepare``); a
+capture thread reads the mailboxes' and the phone system's activity every few minutes (a
+backfill can take a while, so it does not hold up the syncs).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from contactsync.activity import ActivityCapture, ReaderFactory, reader_factory
 from contactsync.api import ApiContext, ApiSettings, build_app
 from contactsync.api.jobs import Consumer
 from contactsync.api.queue import LocalPullQueue, PullInbox
@@ -187,6 +190,47 @@ class Scheduler:
             self.tick(self.poll_seconds)
 
 
+@dataclass
+class CaptureLoop:
+    """Activity capture on a timer: each run reads every connected mailbox and phone system
+    from its cursor (the first run backfills the provider's window)."""
+
+    store: Store
+    org_id: str
+    readers: ReaderFactory
+    now: Callable[[], datetime] = utcnow
+    every: timedelta = timedelta(minutes=5)
+    last_run: datetime | None = None
+    runs: int = 0
+
+    def __post_init__(self) -> None:
+        self.capture = ActivityCapture(self.store, self.org_id, self.readers, now=self.now)
+
+    def tick(self) -> bool:
+        """Runs a capture when one is due. True when it ran."""
+        now = self.now()
+        if self.last_run is not None and now - self.last_run < self.every:
+            return False
+        self.last_run = now
+        try:
+            report = self.capture.run()
+        except Exception as exc:  # noqa: BLE001 - the loop must survive; the next run retries
+            log.warning("activity capture failed", extra={"error": type(exc).__name__})
+            return False
+        self.runs += 1
+        failed = [s.error for s in report.streams if s.error]
+        log.info(
+            "activity captured",
+            extra={"stored": report.stored, "streams": len(report.streams), "failed": failed},
+        )
+        return True
+
+    def run(self, stop: threading.Event, poll_seconds: float = 5.0) -> None:
+        while not stop.is_set():
+            self.tick()
+            stop.wait(poll_seconds)
+
+
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -207,6 +251,7 @@ class LocalRuntime:
     wsgi: ApiWsgi
     scheduler: Scheduler
     server: WSGIServer
+    capture: CaptureLoop | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -224,6 +269,12 @@ class LocalRuntime:
             )
             loop.start()
             self.threads.append(loop)
+            if self.capture is not None:
+                capturing = threading.Thread(
+                    target=self.capture.run, args=(self.stop_event,), name="capture", daemon=True
+                )
+                capturing.start()
+                self.threads.append(capturing)
         return self
 
     def stop(self) -> None:
@@ -272,4 +323,5 @@ def build_runtime(home: Home, port: int = DEFAULT_PORT, *, swagger: bool = True)
     wsgi = ApiWsgi(lambda: build_app(ctx))
     server.set_app(wsgi)
     scheduler = Scheduler(store, config.org_id, connector_factory(secrets), queue, inbox)
-    return LocalRuntime(ctx, wsgi, scheduler, server)
+    capture = CaptureLoop(store, config.org_id, reader_factory(secrets))
+    return LocalRuntime(ctx, wsgi, scheduler, server, capture=capture)
