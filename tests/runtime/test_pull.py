@@ -10,6 +10,7 @@ import pytest
 
 from contactsync.api.queue import PullAction, PullInbox, PullRequest, QueuedPull, SqsPullQueue
 from contactsync.domain.accounts import Provider
+from contactsync.domain.activity import Activity
 from contactsync.domain.contact import HubContact
 from contactsync.domain.cursor import Cursor
 from contactsync.domain.link import Link, stream_key
@@ -93,6 +94,49 @@ def test_the_next_pull_reads_only_what_changed_and_keeps_the_count(world: World)
     # Then the hub has the edit and the new contacts, and the count followed without a recount
     assert linked(world) == 14
     assert status(world).status.counts.in_sync == 14
+
+
+def test_a_scheduled_pull_also_captures_activity_and_a_webhooks_pull_does_not(
+    world: World,
+) -> None:
+    # Given an Aircall company with contacts and calls with them (and with strangers)
+    world.aircall.seed(12)
+    world.aircall.app.seed({"count": 0, "calls": 15, "seed": 4, "call_spread_days": 20})
+    account, _ = world.connect_aircall()
+    calls = world.aircall.call("GET", "/calls?per_page=50&fetch_contact=true")["calls"]
+    with_contacts = {str(c["id"]) for c in calls if c.get("contact")}
+    assert 0 < len(with_contacts) < len(calls)
+    # When a webhook's pull runs first: contacts only
+    body = {"org_id": world.org_id, "account_id": account.id, "reason": "aircall"}
+    world.sqs.send_message(
+        QueueUrl=world.queues["AircallPullQueue"],
+        MessageBody=json.dumps(body),
+        MessageGroupId=group_id(world.org_id, account.id),
+    )
+    assert run_pulls(world) == {"batchItemFailures": []}
+    assert linked(world) == 12
+    assert list(world.store.scan(Activity, world.org_id)) == []
+    # When the schedule fires: the calls with gallery contacts are captured, nothing else
+    schedule_fires(world, account.id)
+    assert run_pulls(world) == {"batchItemFailures": []}
+    captured = {a.remote_id for a in world.store.scan(Activity, world.org_id)}
+    assert captured == with_contacts
+    assert world.store.load_cursor(world.org_id, account.id, "activity.calls") is not None
+
+
+def test_capture_stops_at_the_deadline_and_the_next_schedule_continues(world: World) -> None:
+    world.aircall.seed(12)
+    world.aircall.app.seed({"count": 0, "calls": 15, "seed": 4, "call_spread_days": 20})
+    account, _ = world.connect_aircall()
+    schedule_fires(world, account.id)
+    # Time for the contacts' pull, none left for the capture once they are in
+    run_pulls(world, FakeContext(remaining=lambda: 100.0 if linked(world) < 12 else 10.0))
+    assert linked(world) == 12
+    assert list(world.store.scan(Activity, world.org_id)) == []
+    world.aircall.clock.advance(900)
+    schedule_fires(world, account.id, at="2024-11-23T12:15:00Z")
+    assert run_pulls(world) == {"batchItemFailures": []}
+    assert len(list(world.store.scan(Activity, world.org_id))) > 0
 
 
 def test_a_running_bulk_sync_owns_the_account(world: World) -> None:

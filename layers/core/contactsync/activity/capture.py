@@ -122,6 +122,9 @@ class ActivityCapture:
     readers: ReaderFactory
     now: Callable[[], datetime] = utcnow
     worker: str = field(default_factory=lambda: f"capture-{uuid.uuid4().hex[:8]}")
+    # False once no page should be started (a Lambda near its timeout): the cursor of the last
+    # stored page stays, and the next run continues from it.
+    keep_going: Callable[[], bool] = lambda: True
 
     # ---- one run -----------------------------------------------------------------------------
 
@@ -152,8 +155,10 @@ class ActivityCapture:
                 )
                 continue
             for reader in readers:
-                report.streams.append(self._stream(account, reader))
-            report.bodies_fetched += self.fetch_bodies(account, readers)
+                if self.keep_going():
+                    report.streams.append(self._stream(account, reader))
+            if self.keep_going():
+                report.bodies_fetched += self.fetch_bodies(account, readers)
         return report
 
     def _stream(self, account: ConnectedAccount, reader: ActivityReader) -> StreamReport:
@@ -170,6 +175,9 @@ class ActivityCapture:
             stored = self.store.load_cursor(self.org_id, account.id, reader.stream)
             since = self.now() - timedelta(days=max(account.mail_history_days, 1))
             for page in reader.read(stored.value if stored else None, since):
+                if not self.keep_going():
+                    result.error = "deadline"  # this page is read again next time
+                    break
                 result.pages += 1
                 result.read += len(page.items)
                 result.restarted = result.restarted or page.full

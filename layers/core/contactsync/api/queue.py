@@ -49,6 +49,9 @@ class PullAction(StrEnum):
     REVERT = "revert"  # delete-and-revert: remove the records a deleted sync created
 
 
+SCHEDULE_REASON = "schedule"  # a sync schedule's request (a scheduled pull also captures)
+
+
 class PullRequest(Model):
     org_id: Id
     account_id: Id

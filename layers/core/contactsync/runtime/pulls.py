@@ -26,8 +26,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from contactsync.activity import ActivityCapture, reader_factory
+from contactsync.activity.capture import CAPTURED_PROVIDERS
 from contactsync.api.jobs import Consumer
-from contactsync.api.queue import PullInbox, PullRequest
+from contactsync.api.queue import SCHEDULE_REASON, PullInbox, PullRequest
 from contactsync.connectors.base import ConnectorError
 from contactsync.domain.accounts import ConnectedAccount, Provider
 from contactsync.domain.errors import VersionConflict
@@ -199,7 +201,42 @@ class PullWorker:
             margin=self.margin,
         )
         consumer = Consumer(store, PullInbox(store, _NoTransport()), connectors, service)
-        return consumer.handle([request])
+        report = consumer.handle([request])
+        if request.reason == SCHEDULE_REASON and account is not None:
+            self.capture(request.org_id, account)
+        return report
+
+    def capture(self, org_id: str, account: ConnectedAccount) -> None:
+        """A scheduled pull also reads the account's activity (mail, meetings, calls) from
+        its cursors, in the time the invocation has left. Webhook pulls do not: they come
+        often and are about contacts. A failure here never fails the pull."""
+        if account.provider not in CAPTURED_PROVIDERS:
+            return
+        readers = reader_factory(
+            self.context.secrets, clock=self.context.clock, sessions=self.context.sessions
+        )
+        capture = ActivityCapture(
+            self.context.store,
+            org_id,
+            readers,
+            keep_going=lambda: self.seconds_left() > self.margin,
+        )
+        try:
+            report = capture.run(accounts=[account.id])
+        except Exception as exc:  # noqa: BLE001 - the contacts' pull is done and must stand
+            log.warning(
+                "activity capture failed",
+                extra={"account": account.id, "error": type(exc).__name__},
+            )
+            return
+        log.info(
+            "activity captured",
+            extra={
+                "account": account.id,
+                "stored": report.stored,
+                "failed": [s.error for s in report.streams if s.error],
+            },
+        )
 
 
 @dataclass

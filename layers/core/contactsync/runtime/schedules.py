@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from contactsync.api.queue import SCHEDULE_REASON
 from contactsync.domain.accounts import ConnectedAccount, Provider
 from contactsync.domain.sync import SyncSettings, SyncState
 from contactsync.runtime.aws import group_id
@@ -89,7 +90,7 @@ class ScheduleManager:
             "org_id": settings.org_id,
             "account_id": settings.account_id,
             "action": "pull",
-            "reason": "schedule",
+            "reason": SCHEDULE_REASON,
             "requested_at": "<aws.scheduler.scheduled-time>",
         }
         params: dict[str, Any] = {
