@@ -190,3 +190,20 @@ def test_removing_a_user_ends_their_access_at_once(env: Env, world: dict[str, An
     # What she shared stays: Michael still sees the order happened
     assert len(env.as_admin.get(f"/contacts/{world['zoe']}/stream").json()["items"]) == 2
     assert env.as_admin.post(f"/users/{env.admin.id}/remove").status_code == 422  # the last admin
+
+
+def test_auto_share_turned_on_from_me_shares_the_waiting_contacts(
+    env: Env, world: dict[str, Any]
+) -> None:
+    # Given Zoë waiting in Pam's approval queue
+    assert [i["contact_id"] for i in env.as_rep.get("/sharing/queue").json()["items"]] == [
+        world["zoe"]
+    ]
+    # When Pam turns auto-share on from her profile (PATCH /me/sharing, not /sharing/settings)
+    on = env.as_rep.patch("/me/sharing", {"auto_share_content": True})
+    assert on.status_code == 200
+    assert on.json()["sharing"]["auto_share_content"] is True
+    # Then the contacts she added are shared as if she had chosen All: the queue is empty
+    assert env.as_rep.get("/sharing/queue").json() == {"items": []}
+    shared = env.as_rep.get(f"/sharing/contacts/{world['zoe']}").json()
+    assert shared["shared"] is True

@@ -11,6 +11,7 @@ from contactsync.api.problems import Conflict
 from contactsync.api.routes._docs import BEARER
 from contactsync.api.schemas import MeOut, SharingPatch
 from contactsync.domain.org import Role, User
+from contactsync.sharing.service import SharingService
 
 MIN_USERS_FOR_SHARING = 2
 
@@ -49,7 +50,7 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:
                 "Sharing is available only in organisations with at least two users.",
                 code="sharing_needs_two_users",
             )
-        user = caller.user
-        updated = user.model_copy(update={"sharing": user.sharing.model_copy(update=changes)})
-        stored = ctx.store.update(updated) if changes else user
+        # The sharing service, as PATCH /sharing/settings: turning auto-share on also shares
+        # the contacts waiting for approval, and activity sharing refreshes what teammates see.
+        stored = SharingService(ctx.store, ctx.now).update_settings(caller.actor, changes)
         return me_of(stored, (caller.role, caller.org_id))
