@@ -139,6 +139,34 @@ def test_capture_stops_at_the_deadline_and_the_next_schedule_continues(world: Wo
     assert len(list(world.store.scan(Activity, world.org_id))) > 0
 
 
+def test_a_scheduled_pull_registers_the_webhook_once_and_a_webhooks_pull_does_not(
+    world: World,
+) -> None:
+    # Given an Aircall account whose webhook URL the API wrote, nothing registered yet
+    hook = "https://api.contactsync.example/webhooks/aircall/o/a"
+    account, _ = world.connect_aircall(webhook_url=hook)
+    body = {"org_id": world.org_id, "account_id": account.id, "reason": "aircall"}
+    world.sqs.send_message(
+        QueueUrl=world.queues["AircallPullQueue"],
+        MessageBody=json.dumps(body),
+        MessageGroupId=group_id(world.org_id, account.id),
+    )
+    run_pulls(world)
+    assert world.aircall.call("GET", "/webhooks")["webhooks"] == []
+    # When the schedule fires, twice
+    schedule_fires(world, account.id)
+    assert run_pulls(world) == {"batchItemFailures": []}
+    world.aircall.clock.advance(900)
+    schedule_fires(world, account.id, at="2024-11-23T12:15:00Z")
+    assert run_pulls(world) == {"batchItemFailures": []}
+    # Then one webhook posts to our URL, and its token is in the account's secret
+    [registered] = world.aircall.call("GET", "/webhooks")["webhooks"]
+    assert registered["url"] == hook
+    assert world.secrets.get(account.secret_ref or "")["webhook_id"] == str(
+        registered["webhook_id"]
+    )
+
+
 def test_a_running_bulk_sync_owns_the_account(world: World) -> None:
     world.aircall.seed(5)
     account, sync = world.connect_aircall()

@@ -31,7 +31,7 @@ from contactsync.activity.capture import CAPTURED_PROVIDERS
 from contactsync.api.jobs import Consumer
 from contactsync.api.queue import SCHEDULE_REASON, PullInbox, PullRequest
 from contactsync.connectors.base import ConnectorError
-from contactsync.domain.accounts import ConnectedAccount, Provider
+from contactsync.domain.accounts import AccountStatus, ConnectedAccount, Provider
 from contactsync.domain.errors import VersionConflict
 from contactsync.domain.link import Link, stream_key
 from contactsync.domain.sync import SyncSettings, SyncState
@@ -44,7 +44,7 @@ from contactsync.sync.ingest import IngestContext
 from contactsync.sync.pull import MassDeleteDetected, pull_stream
 from contactsync.sync.report import RunReport, SpokeReport
 from contactsync.sync.service import Progress, SyncService
-from contactsync.sync.spokes import Spoke
+from contactsync.sync.spokes import ConnectorFactory, Spoke
 
 log = logging.getLogger(__name__)
 
@@ -201,10 +201,24 @@ class PullWorker:
             margin=self.margin,
         )
         consumer = Consumer(store, PullInbox(store, _NoTransport()), connectors, service)
+        if request.reason == SCHEDULE_REASON and account is not None:
+            self.keep_webhooks(connectors, account)
         report = consumer.handle([request])
         if request.reason == SCHEDULE_REASON and account is not None:
             self.capture(request.org_id, account)
         return report
+
+    def keep_webhooks(self, connectors: ConnectorFactory, account: ConnectedAccount) -> None:
+        """A scheduled pull first keeps the account's push registrations alive: Graph
+        subscriptions are created, and renewed a day before they expire (they live about three
+        days); Aircall's webhook is registered or re-activated. Idempotent, a few reads when
+        nothing is due; a failure leaves the pull (and the next schedule's retry) standing."""
+        if account.status is not AccountStatus.CONNECTED:
+            return
+        try:
+            connectors(account).prepare()
+        except ConnectorError as exc:
+            log.warning("webhook upkeep failed", extra={"account": account.id, "code": exc.code})
 
     def capture(self, org_id: str, account: ConnectedAccount) -> None:
         """A scheduled pull also reads the account's activity (mail, meetings, calls) from
