@@ -22,6 +22,11 @@ from contactsync_sandbox.core.server import CertificateAuthority, HTTPSSandboxSe
 from contactsync_sandbox.registry import PROVIDERS, create
 
 log = logging.getLogger(__name__)
+# The switches that let `contactsync serve` (http on 127.0.0.1) receive the webhooks.
+LOOPBACK_WEBHOOKS: dict[str, dict[str, Any]] = {
+    "microsoft": {"allow_http_localhost": True},
+    "aircall": {"webhook_require_https": False},
+}
 
 
 @dataclass
@@ -70,8 +75,13 @@ def start(
     seed: int = 0,
     clock: VirtualClock | None = None,
     restore: bool = True,
+    loopback_webhooks: bool = True,
 ) -> RunningSandboxes:
-    """Starts the four sandboxes on consecutive ports from ``port`` (0: any free ports)."""
+    """Starts the four sandboxes on consecutive ports from ``port`` (0: any free ports).
+
+    ``loopback_webhooks``: Graph and Aircall accept plain-http webhook URLs on 127.0.0.1 (the
+    real services want https; `contactsync serve`, which receives them locally, is http on the
+    loopback address). Off, the sandboxes are as strict as the services."""
     state_dir.mkdir(parents=True, exist_ok=True)
     authority = CertificateAuthority.create(state_dir)
     shared_clock = clock or VirtualClock(frozen=False)
@@ -82,6 +92,8 @@ def start(
         saved = state_dir / f"{name}.state.json"
         if restore and saved.exists():
             app.restore(saved)
+        if loopback_webhooks and name in LOOPBACK_WEBHOOKS:
+            app.configure_quotas(LOOPBACK_WEBHOOKS[name])
         server = HTTPSSandboxServer(app, authority, port + offset if port else 0).start()
         apps[name] = app
         servers[name] = server

@@ -21,6 +21,31 @@ from tests.support.world import World
 API = "https://api.test"
 
 
+def wire(world: World, base: str) -> tuple[MicrosoftApp, LocalPullQueue, Scheduler]:
+    """Our API at ``base`` (where Graph posts, in-process) and the local scheduler."""
+    graph = world.apps[Provider.MICROSOFT]
+    assert isinstance(graph, MicrosoftApp)
+    queue = LocalPullQueue()
+    inbox = PullInbox(world.store, queue)
+    ctx = ApiContext(
+        ApiSettings(public_base_url=base, webhook_key="w" * 43),
+        world.store,
+        LocalSecretStore(world.root / "secrets.json"),
+        inbox,
+        world.sessions[Provider.MICROSOFT],
+        now=world.clock.now,
+    )
+    for provider in world.accounts:
+        account = world.store.get(ConnectedAccount, world.org_id, world.accounts[provider].id)
+        ensure_webhook_config(ctx, account)
+    world.reconfigure(Provider.MICROSOFT)  # connectors are cached: rebuild with the webhook URL
+    graph.webhooks.session.mount(base + "/", WsgiTransport(ApiWsgi(lambda: build_app(ctx))))
+    scheduler = Scheduler(
+        world.store, world.org_id, world.service.connectors, queue, inbox, now=world.clock.now
+    )
+    return graph, queue, scheduler
+
+
 def test_a_graph_edit_reaches_salesforce_through_the_webhook(tmp_path: Path) -> None:
     # Given Salesforce and a rep's Outlook, our API and the local scheduler, wired in-process;
     # schedules an hour apart, so only a webhook can explain a change arriving sooner
@@ -31,27 +56,7 @@ def test_a_graph_edit_reaches_salesforce_through_the_webhook(tmp_path: Path) -> 
         settings={Provider.SALESFORCE: hourly, Provider.MICROSOFT: hourly},
     )
     world.seed(Provider.SALESFORCE, 5, overlap=0.0)
-    graph = world.apps[Provider.MICROSOFT]
-    assert isinstance(graph, MicrosoftApp)
-    queue = LocalPullQueue()
-    inbox = PullInbox(world.store, queue)
-    secrets = LocalSecretStore(tmp_path / "secrets.json")
-    ctx = ApiContext(
-        ApiSettings(public_base_url=API, webhook_key="w" * 43),
-        world.store,
-        secrets,
-        inbox,
-        world.sessions[Provider.MICROSOFT],
-        now=world.clock.now,
-    )
-    for provider in (Provider.SALESFORCE, Provider.MICROSOFT):
-        account = world.store.get(ConnectedAccount, world.org_id, world.accounts[provider].id)
-        ensure_webhook_config(ctx, account)
-    world.reconfigure(Provider.MICROSOFT)  # connectors are cached: rebuild with the webhook URL
-    graph.webhooks.session.mount(API + "/", WsgiTransport(ApiWsgi(lambda: build_app(ctx))))
-    scheduler = Scheduler(
-        world.store, world.org_id, world.service.connectors, queue, inbox, now=world.clock.now
-    )
+    graph, queue, scheduler = wire(world, API)
     # When the scheduler starts: Graph validates our endpoint and subscribes (the synced folder
     # and the default one); the first sync brings Salesforce's contacts into the hub and Outlook
     scheduler.maintain_webhooks()
@@ -88,3 +93,25 @@ def test_a_graph_edit_reaches_salesforce_through_the_webhook(tmp_path: Path) -> 
     # And a repeated delivery of the same notification changes nothing more
     assert graph.deliver_webhooks() == 0
     assert scheduler.tick() is False
+
+
+def test_a_refused_subscription_is_tried_again_within_minutes(tmp_path: Path) -> None:
+    # Given `contactsync serve` on http://127.0.0.1 and a Graph that refuses plain http
+    world = World.build(tmp_path, [Provider.MICROSOFT])
+    graph, _, scheduler = wire(world, "http://127.0.0.1:8080")
+    graph.configure_quotas({"allow_http_localhost": False})
+    # When the scheduler keeps the webhooks: Graph refuses, and nothing is subscribed
+    scheduler.maintain_webhooks()
+    assert graph.subscriptions.items == {}
+    # Then, once Graph accepts the loopback URL, the next attempt within minutes subscribes
+    graph.configure_quotas({"allow_http_localhost": True})
+    scheduler.maintain_webhooks()
+    assert graph.subscriptions.items == {}  # not retried at once: the retry waits
+    world.clock.advance(scheduler.prepare_retry.total_seconds())
+    scheduler.maintain_webhooks()
+    assert len(graph.subscriptions.items) == 2
+    # And a success waits its full interval before the next upkeep
+    world.clock.advance(scheduler.prepare_retry.total_seconds())
+    graph.subscriptions.items.clear()
+    scheduler.maintain_webhooks()
+    assert graph.subscriptions.items == {}

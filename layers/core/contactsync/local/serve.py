@@ -110,7 +110,8 @@ class Scheduler:
     now: Callable[[], datetime] = utcnow
     poll_seconds: float = 0.5
     prepare_every: timedelta = timedelta(hours=6)
-    _prepared: dict[str, datetime] = field(default_factory=dict)
+    prepare_retry: timedelta = timedelta(minutes=5)
+    _prepare_due: dict[str, datetime] = field(default_factory=dict)
     _failures: int = 0
     _retry_at: datetime | None = None
     rounds: int = 0
@@ -140,15 +141,22 @@ class Scheduler:
         for account in self.store.scan(ConnectedAccount, self.org_id):
             if account.status is not AccountStatus.CONNECTED:
                 continue
-            last = self._prepared.get(account.id)
-            if last is not None and now - last < self.prepare_every:
+            due = self._prepare_due.get(account.id)
+            if due is not None and now < due:
                 continue
-            self._prepared[account.id] = now
             try:
                 self.connectors(account).prepare()
+                self._prepare_due[account.id] = now + self.prepare_every
             except Exception as exc:  # noqa: BLE001 - one account's trouble must not stop others
+                # Tried again soon, not in six hours: a webhook missing that long is a sync
+                # running on its schedule alone. The code says why (never the message: it may
+                # quote the provider's answer).
+                self._prepare_due[account.id] = now + self.prepare_retry
                 log.warning(
-                    "prepare failed", extra={"account": account.id, "error": type(exc).__name__}
+                    "webhook upkeep failed for account %s: %s %s",
+                    account.id,
+                    type(exc).__name__,
+                    getattr(exc, "code", ""),
                 )
 
     def tick(self, wait: float = 0.0) -> bool:
