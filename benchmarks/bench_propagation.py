@@ -11,11 +11,10 @@ Contact, set up through the sandbox's admin API). Google People has no push API,
 only a target. The clock starts when the edit is sent; each other system is then read back
 directly (a GET of the linked record by its id, every 0.05 s) until it shows the new value. An
 edit not visible everywhere within 60 s is a miss; edits are 2 s apart, one warm-up edit is not
-counted. Quotas are off in every sandbox; webhooks to plain http://127.0.0.1 are allowed in
-Graph and Aircall (their sandboxes demand https otherwise).
+counted. Quotas are off in every sandbox; `sandbox up` lets Graph and Aircall post to serve's
+plain http://127.0.0.1 (the real services demand https).
 
-Outlook is a source only when serve has registered Graph's subscriptions; when it has not (the
-Microsoft connector refuses a non-https notification URL, and serve's URL is plain http), the
+Outlook is a source only when serve has registered Graph's subscriptions; when it has not, the
 output says BLOCKED and Outlook is measured as a target only.
 
 Target: p95 under 5 s locally, for the time until an edit is visible in every other system.
@@ -342,12 +341,9 @@ def _report(
 
 def _setup(root: Path, sandbox: dict[str, Any], contacts: int) -> list[dict[str, str]]:
     http = https_session(sandbox["ca_bundle"])
-    allow = {
-        "microsoft": {"allow_http_localhost": True},
-        "aircall": {"webhook_require_https": False},
-    }
     for provider in TARGETS:
-        body = {"rules": [], "quotas": {"enabled": False, **allow.get(provider, {})}}
+        # `sandbox up` already lets Graph and Aircall post to serve's http://127.0.0.1.
+        body = {"rules": [], "quotas": {"enabled": False}}
         http.post(sandbox[provider]["admin"] + "faults", json=body, timeout=60).raise_for_status()
     home = root / "home"
     _run(["--home", str(home), "init", "--sandbox", str(root / "sandbox" / "sandbox.json")], "init")
@@ -464,7 +460,7 @@ def main(argv: list[str]) -> None:
         )
         _wait("sandbox up", (state / "sandbox.json").exists, 120, sandboxes, sandboxes_log)
         sandbox = json.loads((state / "sandbox.json").read_text())
-        _say(f"sandboxes up in {root}: quotas off; Graph and Aircall may call http://127.0.0.1")
+        _say(f"sandboxes up in {root}: quotas off")
         full = _setup(root, sandbox, args.contacts)
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
