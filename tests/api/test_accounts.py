@@ -14,7 +14,9 @@ from google.auth.transport.requests import Request as GoogleAuthRequest
 from google.oauth2.credentials import Credentials
 from simple_salesforce import Salesforce
 
+from contactsync.api.jobs import Consumer
 from contactsync.api.oauth import OAuthAttempt, attempt_id, pkce_challenge
+from contactsync.api.queue import PullAction
 from contactsync.app.setup import Setup
 from contactsync.domain.accounts import AccountStatus, ConnectedAccount, Provider
 from contactsync.domain.activity import Activity, ActivityKind
@@ -22,8 +24,10 @@ from contactsync.domain.cursor import Cursor
 from contactsync.domain.link import Link
 from contactsync.domain.sharing import AccessRequest
 from contactsync.domain.sync import SyncSettings
+from contactsync.local.connectors import connector_factory
+from contactsync.sync.service import SyncService
 from contactsync_sandbox.core import mount_sandbox
-from tests.api.conftest import API, GOOGLE, SALESFORCE, Client, Env
+from tests.api.conftest import AIRCALL, API, GOOGLE, SALESFORCE, Client, Env
 
 
 def consent(env: Env, authorization_url: str) -> str:
@@ -259,6 +263,29 @@ def test_aircall_api_key_connect(env: Env) -> None:
         "/accounts/aircall", json={**aircall_keys(env), "address": "DM phones"}
     )
     assert again.status_code == 422  # already connected
+
+
+def test_a_connect_registers_the_webhooks_at_once_and_pulls_nothing(env: Env) -> None:
+    # Given an Aircall company with contacts, connected through the API
+    env.aircall.seed({"count": 4, "seed": 2})
+    account = connect_aircall(env)
+    # Then one request to register the webhooks was queued
+    [request] = env.queue.take_all()
+    assert (request.account_id, request.action) == (account["id"], PullAction.PREPARE)
+    # When a consumer takes it (the local scheduler, or the cloud's pull worker)
+    connectors = connector_factory(env.secrets, sessions={"aircall": env.session})
+    service = SyncService(env.store, env.org.id, connectors)
+    report = Consumer(env.store, env.ctx.inbox, connectors, service).handle([request])
+    # Then the contact webhook is registered and its token stored, and nothing was pulled:
+    # the initial sync owns the first read
+    assert report is None
+    hooks = env.session.get(
+        AIRCALL + "v1/webhooks", auth=(aircall_keys(env)["api_id"], aircall_keys(env)["api_token"])
+    ).json()["webhooks"]
+    assert [h["url"] for h in hooks] == [account["config"]["webhook_url"]]
+    stored = env.store.get(ConnectedAccount, env.org.id, account["id"])
+    assert env.secrets.get(stored.secret_ref or "")["webhook_token"]
+    assert list(env.store.scan(Link, env.org.id)) == []
 
 
 def _mailbox(env: Env, user_id: str, address: str) -> ConnectedAccount:

@@ -5,7 +5,8 @@ hook it names, then pull the account through the sync service.
 Provider hooks are optional methods of a connector: ``reauthorize_webhooks()`` (Graph
 ``reauthorizationRequired``: renew the subscription) and ``prepare()`` (idempotent setup, which
 (re)creates subscriptions and webhook registrations). A connector without the first gets the
-second."""
+second. ``PREPARE`` (an account just connected) runs the hook and pulls nothing: the initial
+sync, a bulk sync in the cloud, owns the first read."""
 
 from __future__ import annotations
 
@@ -69,9 +70,10 @@ class Consumer:
                 continue
             if account is None or account.status is not AccountStatus.CONNECTED:
                 continue
-            if request.action in (PullAction.REAUTHORIZE, PullAction.RESYNC):
+            if request.action in (PullAction.REAUTHORIZE, PullAction.RESYNC, PullAction.PREPARE):
                 self._hook(account, request.action)
-            pulls.add(account.id)
+            if request.action is not PullAction.PREPARE:  # the initial sync does the reading
+                pulls.add(account.id)
         if not pulls:
             return None
         return self.service.run_once(accounts=pulls)

@@ -47,6 +47,7 @@ class PullAction(StrEnum):
     RESYNC = "resync"  # recreate the provider's subscription, then pull (subscriptionRemoved)
     REAUTHORIZE = "reauthorize"  # renew the provider's subscription (reauthorizationRequired)
     REVERT = "revert"  # delete-and-revert: remove the records a deleted sync created
+    PREPARE = "prepare"  # register the account's webhooks now, pull nothing (just connected)
 
 
 SCHEDULE_REASON = "schedule"  # a sync schedule's request (a scheduled pull also captures)

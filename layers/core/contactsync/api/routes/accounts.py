@@ -4,6 +4,7 @@ and delete after confirmation (stops sync, removes the account's activity data).
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import requests
@@ -13,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from contactsync.api.context import ApiContext
 from contactsync.api.oauth import OAUTH_PROVIDERS, OAuthFlows
 from contactsync.api.problems import ApiError, Conflict, Forbidden, Unprocessable
+from contactsync.api.queue import PullAction
 from contactsync.api.routes._docs import BEARER, ok
 from contactsync.api.schemas import (
     AccountList,
@@ -34,6 +36,8 @@ from contactsync.domain.link import Link
 from contactsync.domain.org import User
 from contactsync.domain.sync import SyncSettings
 from contactsync.sharing.lifecycle import forget_account
+
+log = logging.getLogger(__name__)
 
 # Organisation-wide systems are connected by admins; mailboxes by their users.
 ADMIN_PROVIDERS = frozenset({Provider.SALESFORCE, Provider.AIRCALL})
@@ -100,6 +104,16 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C90
         account = ensure_webhook_config(
             ctx, ctx.store.get(ConnectedAccount, account.org_id, account.id)
         )
+        if account.config.get("webhook_url"):
+            # Webhooks registered now rather than at the first scheduled pull. Best effort:
+            # the scheduled pulls register them anyway.
+            try:
+                ctx.inbox.request(account.org_id, account.id, PullAction.PREPARE, "connected")
+            except Exception as exc:  # noqa: BLE001 - the connect itself has succeeded
+                log.warning(
+                    "webhook registration not queued",
+                    extra={"account": account.id, "error": type(exc).__name__},
+                )
         if sync is not None:
             sync = ctx.store.get(SyncSettings, sync.org_id, sync.id)
         return Connected(account=out(account), sync=sync)
