@@ -294,11 +294,15 @@ def _act(story: Story) -> Actions:
     actions.namesake = namesake.id
     console.print(f"  Aircall: {namesake.display_name} saved again, with another number")
 
-    # d. An Outlook contact marked for Salesforce with the "Salesforce" category (seed 003).
+    # d. An Outlook contact marked for Salesforce with the "Salesforce" category (seed 003):
+    # someone the organisation does not know yet (the sandboxes' people overlap, and a copy of
+    # a known person would tell another story, one this chapter does not check).
     personal = [
         c
         for c in story.store.scan(HubContact, story.org_id)
-        if c.personal and story.link_of(Provider.MICROSOFT, c.id)
+        if c.personal
+        and story.link_of(Provider.MICROSOFT, c.id)
+        and not _known_to_the_organisation(story, c)
     ]
     if personal:
         chosen = sorted(personal, key=lambda c: c.id)[0]
@@ -325,6 +329,18 @@ def _act(story: Story) -> Actions:
     actions.hub_title = (updated.id, "Accounting")
     console.print(f"  contactsync gallery: {edited.display_name}'s department -> 'Accounting'")
     return actions
+
+
+def _known_to_the_organisation(story: Story, contact: HubContact) -> bool:
+    """Whether an organisation contact shares an email address or a phone number with it."""
+    keys = [("email", k) for k in contact.email_keys()] + [
+        ("phone", k) for k in contact.phone_keys()
+    ]
+    for index, key in keys:
+        for other in story.store.lookup(HubContact, story.org_id, index, key, limit=50):
+            if other.id != contact.id and not other.personal and not other.archived:
+                return True
+    return False
 
 
 def _act_later(story: Story, actions: Actions) -> None:
