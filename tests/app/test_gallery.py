@@ -14,6 +14,7 @@ from contactsync.domain import (
     Role,
     VersionConflict,
 )
+from contactsync.domain.contact import PhoneNumber
 from contactsync.domain.outbox import OutboxEntry
 from contactsync.store.sqlite import SQLiteStore
 from tests import factories as f
@@ -55,6 +56,25 @@ def test_create_then_find_by_email_phone_and_words(gallery: Gallery) -> None:
     ):
         assert [c.id for c in gallery.search(JIM, query)] == [created.id], query
     assert gallery.search(JIM, "michael") == []
+
+
+def test_a_number_kept_raw_is_found_as_typed_and_never_matches(
+    gallery: Gallery, sqlite_store: SQLiteStore
+) -> None:
+    # Given a contact synced from a mailbox with a UK national number the US organisation's
+    # region cannot turn into E.164, and another whose number did parse
+    raw = sqlite_store.create(
+        f.contact(given_name="Taro", phones=[PhoneNumber(raw="0161 496 0473")])
+    )
+    parsed = sqlite_store.create(f.contact(given_name="Dwight", phones=["(570) 555-0134"]))
+    # Then the number finds it as typed, in another spacing too, and nothing else
+    for query in ("0161 496 0473", "01614960473", "(0161) 496-0473"):
+        assert [c.id for c in gallery.search(JIM, query)] == [raw.id], query
+    assert [c.id for c in gallery.search(JIM, "570 555 0134")] == [parsed.id]
+    # And the raw digits are a search key only: matching uses E.164 keys alone
+    assert raw.phone_keys() == []
+    assert raw.unparsed_phone_keys() == ["01614960473"]
+    assert gallery.search(JIM, "0161 496 0000") == []
 
 
 def test_create_logs_and_queues_the_push(gallery: Gallery, sqlite_store: SQLiteStore) -> None:

@@ -4,6 +4,7 @@ provenance and queued for the spokes."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from contactsync.domain.base import utcnow
 from contactsync.domain.changelog import ChangeLogEntry, FieldChange
 from contactsync.domain.contact import (
     CONTACT_FIELDS,
+    MIN_PHONE_DIGITS,
     ContactField,
     FieldProvenance,
     HubContact,
@@ -28,6 +30,9 @@ from contactsync.domain.merge import MergeSuggestion, SuggestionStatus
 from contactsync.domain.org import Role, User
 from contactsync.domain.outbox import OutboxEntry
 from contactsync.store.base import Page, Store, Write
+
+# What a typed phone number looks like, in any country's format.
+_PHONE_LIKE = re.compile(r"[+\d\s().\-/]+")
 
 
 @dataclass(frozen=True)
@@ -107,11 +112,21 @@ class Gallery:
             raise InvalidInput.one("q", "must not be empty")
         if len(query) > 200:
             raise InvalidInput.one("q", "must have at most 200 characters")
+        digits = "".join(ch for ch in query if ch.isdigit())
         if "@" in query:
             found = self.store.lookup(HubContact, actor.org_id, "email", query.lower(), limit=limit)
-        elif (e164 := to_e164(query, region)) is not None and sum(
-            ch.isdigit() for ch in query
-        ) >= 6:
+        elif len(digits) >= MIN_PHONE_DIGITS and _PHONE_LIKE.fullmatch(query):
+            # Any format the region parses, and numbers stored raw, typed as stored.
+            e164 = to_e164(query, region)
+            found = (
+                self.store.lookup(HubContact, actor.org_id, "phone", e164, limit=limit)
+                if e164 is not None
+                else []
+            )
+            seen = {c.id for c in found}
+            raw = self.store.lookup(HubContact, actor.org_id, "phone_digits", digits, limit=limit)
+            found += [c for c in raw if c.id not in seen]
+        elif (e164 := to_e164(query, region)) is not None and len(digits) >= MIN_PHONE_DIGITS:
             found = self.store.lookup(HubContact, actor.org_id, "phone", e164, limit=limit)
         else:
             words = [w for w in fold(query).split() if len(w) >= 2]

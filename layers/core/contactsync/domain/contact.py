@@ -40,6 +40,9 @@ class Visibility(StrEnum):
     PERSONAL = "personal"
 
 
+# Fewer digits than this is not a phone number a person would search by.
+MIN_PHONE_DIGITS = 6
+
 # Plain ASCII addresses (the vast majority) that every RFC reading accepts; anything else goes
 # through the full validator. Labels are 1-63 characters, not starting or ending with '-'.
 _SIMPLE_EMAIL = re.compile(
@@ -236,11 +239,19 @@ class HubContact(Entity):
     def phone_keys(self) -> list[str]:
         return [p.e164 for p in self.phones if p.e164]
 
+    def unparsed_phone_keys(self) -> list[str]:
+        """The digits of numbers kept raw (no E.164: a national number of another country, say):
+        the gallery still finds them when typed as stored. Never used for matching."""
+        keys = ("".join(ch for ch in p.raw if ch.isdigit()) for p in self.phones if not p.e164)
+        return [k for k in keys if len(k) >= MIN_PHONE_DIGITS]
+
     def index_entries(self) -> Iterable[tuple[str, str]]:
         for key in self.email_keys():
             yield "email", key
         for key in self.phone_keys():
             yield "phone", key
+        for key in self.unparsed_phone_keys():
+            yield "phone_digits", key
         if self.given_name or self.family_name:
             key = name_key(self.given_name, self.family_name)
             yield "name", key
