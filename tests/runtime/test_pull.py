@@ -38,6 +38,16 @@ def schedule_fires(world: World, account_id: str, at: str = "2024-11-23T12:00:00
     )
 
 
+def webhook_asks(world: World, account_id: str) -> None:
+    """What the router forwards for a webhook's pull (no schedule: no upkeep, no capture)."""
+    body = {"org_id": world.org_id, "account_id": account_id, "reason": "aircall"}
+    world.sqs.send_message(
+        QueueUrl=world.queues["AircallPullQueue"],
+        MessageBody=json.dumps(body),
+        MessageGroupId=group_id(world.org_id, account_id),
+    )
+
+
 def run_pulls(world: World, context: FakeContext | None = None) -> dict[str, object]:
     messages = world.messages("AircallPullQueue")
     event = sqs_event(messages, world.queue_arn("AircallPullQueue"))
@@ -107,12 +117,7 @@ def test_a_scheduled_pull_also_captures_activity_and_a_webhooks_pull_does_not(
     with_contacts = {str(c["id"]) for c in calls if c.get("contact")}
     assert 0 < len(with_contacts) < len(calls)
     # When a webhook's pull runs first: contacts only
-    body = {"org_id": world.org_id, "account_id": account.id, "reason": "aircall"}
-    world.sqs.send_message(
-        QueueUrl=world.queues["AircallPullQueue"],
-        MessageBody=json.dumps(body),
-        MessageGroupId=group_id(world.org_id, account.id),
-    )
+    webhook_asks(world, account.id)
     assert run_pulls(world) == {"batchItemFailures": []}
     assert linked(world) == 12
     assert list(world.store.scan(Activity, world.org_id)) == []
@@ -145,12 +150,7 @@ def test_a_scheduled_pull_registers_the_webhook_once_and_a_webhooks_pull_does_no
     # Given an Aircall account whose webhook URL the API wrote, nothing registered yet
     hook = "https://api.contactsync.example/webhooks/aircall/o/a"
     account, _ = world.connect_aircall(webhook_url=hook)
-    body = {"org_id": world.org_id, "account_id": account.id, "reason": "aircall"}
-    world.sqs.send_message(
-        QueueUrl=world.queues["AircallPullQueue"],
-        MessageBody=json.dumps(body),
-        MessageGroupId=group_id(world.org_id, account.id),
-    )
+    webhook_asks(world, account.id)
     run_pulls(world)
     assert world.aircall.call("GET", "/webhooks")["webhooks"] == []
     # When the schedule fires, twice
