@@ -62,3 +62,52 @@ def test_a_personal_contact_dragged_into_the_salesforce_folder_stays_one_person(
     [marked] = [lk for lk in world.links(Provider.MICROSOFT) if lk.contact_id == moved.id]
     assert marked.marked
     assert marked.remote_id != link.remote_id
+
+
+def test_a_marked_copy_of_a_known_person_joins_that_person_not_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    # Given Salesforce contacts, and the rep's own Outlook copies of the same people (personal)
+    world = World.build(tmp_path, [Provider.SALESFORCE, Provider.MICROSOFT])
+    world.seed(Provider.SALESFORCE, 6, seed=11, overlap=1.0)
+    world.seed(Provider.MICROSOFT, 6, seed=11, overlap=1.0)
+    world.converge()
+    organisation = {k: c for c in world.contacts() if not c.personal for k in c.email_keys()}
+    personal, known = next(
+        (p, organisation[k])
+        for p in world.contacts()
+        if p.personal
+        for k in p.email_keys()
+        if k in organisation
+    )
+    [copy] = [lk for lk in world.links(Provider.MICROSOFT) if lk.contact_id == personal.id]
+    # When the rep edits their copy, then drags it into the "Salesforce Contacts" folder
+    world.clock.advance(60)
+    world.user_edit(Provider.MICROSOFT, copy.remote_id, "contact", notes="Met at the trade show")
+    world.converge()
+    world.clock.advance(60)
+    world.admin_call(
+        Provider.MICROSOFT, "move", {"contact_id": copy.remote_id, "folder": "Salesforce Contacts"}
+    )
+    world.converge()
+    # Then the person is still one organisation contact, with the rep's newer notes, and one
+    # Salesforce record; every Outlook record of the person says the same; nothing diverges
+    email = known.email_keys()[0]
+    shared = [c for c in world.contacts() if not c.personal and email in c.email_keys()]
+    assert [c.id for c in shared] == [known.id]
+    assert shared[0].notes == "Met at the trade show"
+    in_salesforce = [
+        r
+        for r in world.remote_records(Provider.SALESFORCE, "Contact")
+        if email in {e.address.lower() for e in r.fields.emails or ()}
+    ]
+    assert [r.fields.notes for r in in_salesforce] == ["Met at the trade show"]
+    outlook = [
+        r
+        for r in world.remote_records(Provider.MICROSOFT, "contact")
+        if email in {e.address.lower() for e in r.fields.emails or ()} and r.marked
+    ]
+    assert outlook
+    assert {r.fields.notes for r in outlook} == {"Met at the trade show"}
+    for counts in world.service.reconcile().values():
+        assert (counts["diverged"], counts["unlinked"], counts["unpushed"]) == (0, 0, 0), counts

@@ -110,8 +110,11 @@ def _ingest(ctx: IngestContext, record: RemoteRecord, link_id: str) -> None:
         others = ()
     promoted = False
     if not is_new and contact.personal and view.shares(record):
-        contact, writes = _promote(ctx, record, contact)
+        personal = contact
+        contact, writes = _promote(ctx, record, personal)
         promoted = True
+        # Merged into the organisation's copy: neither is a candidate to suggest any more.
+        others = tuple(o for o in others if o not in (personal.id, contact.id))
 
     try:
         outcome = merge(
@@ -331,8 +334,12 @@ def _promote(
     Contact Sync) joins the organisation's contacts: merged into a matching organisation contact
     when there is one (the personal one is retired, pointing at it), otherwise made an
     organisation contact itself. The caller writes the returned contact in any case."""
-    result = choose(record, ctx.view, _candidates(ctx, record), ctx.region)
-    if result.contact is not None and result.contact.id != personal.id:
+    # Only the organisation's contacts compete: the personal contact itself, sharing every
+    # key with its own record, would otherwise outscore the organisation's copy of the person
+    # and be promoted beside it (a duplicate, pushed to every shared system).
+    shared = [c for c in _candidates(ctx, record) if not c.personal]
+    result = choose(record, ctx.view, shared, ctx.region)
+    if result.contact is not None:
         retired = personal.model_copy(
             update={"archived": True, "merged_into": result.contact.id, "updated_at": ctx.now}
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -84,9 +84,38 @@ def push_outbox(ctx: PushContext, page_size: int = 200) -> None:
         token = page.next_token
 
 
+def _per_record(
+    links: Sequence[Link], account_id: str
+) -> Iterator[tuple[Link | None, Sequence[Link]]]:
+    """Each of the account's records of the contact, with the links to plan it from. Usually
+    one (or none: a create); a mailbox can hold two, when its owner files a copy of someone
+    already synced into the marked folder, and each must be brought in step, not the first."""
+    own = [lk for lk in links if lk.account_id == account_id]
+    if len(own) <= 1:
+        yield (own[0] if own else None), links
+        return
+    others = [lk for lk in links if lk.account_id != account_id]
+    for link in own:
+        yield link, [*others, link]
+
+
+def _mutations(
+    ctx: PushContext, spoke: Spoke, contact: HubContact, links: Sequence[Link]
+) -> Iterator[tuple[str, _Item]]:
+    """The mutations that bring ``spoke`` in step with ``contact``, by stream."""
+    report = ctx.report.spoke(spoke.account.id, spoke.account.provider.value)
+    for mine, scoped in _per_record(links, spoke.account.id):
+        decided = plan(contact, scoped, spoke.view, ctx.views)
+        if decided.mutation is None:
+            if decided.reason not in ("in step", "direction does not push"):
+                report.excluded += 1
+            continue
+        stream = mine.object_type if mine else decided.mutation.object_type
+        yield stream, _Item(contact, mine, decided.mutation)
+
+
 def push_entries(ctx: PushContext, entries: Sequence[OutboxEntry]) -> None:
     contacts = ctx.store.get_many(HubContact, ctx.org_id, [e.contact_id for e in entries])
-    views = ctx.views
     batches: dict[tuple[str, str], list[_Item]] = defaultdict(list)
     unfinished: set[str] = set()
     for entry in entries:
@@ -104,15 +133,8 @@ def push_entries(ctx: PushContext, entries: Sequence[OutboxEntry]) -> None:
             if spoke.account.id in ctx.stopped:
                 unfinished.add(contact.id)
                 continue
-            decided = plan(contact, links, spoke.view, views)
-            report = ctx.report.spoke(spoke.account.id, spoke.account.provider.value)
-            if decided.mutation is None:
-                if decided.reason not in ("in step", "direction does not push"):
-                    report.excluded += 1
-                continue
-            mine = next((lk for lk in links if lk.account_id == spoke.account.id), None)
-            stream = mine.object_type if mine else decided.mutation.object_type
-            batches[(spoke.account.id, stream)].append(_Item(contact, mine, decided.mutation))
+            for stream, item in _mutations(ctx, spoke, contact, links):
+                batches[(spoke.account.id, stream)].append(item)
     by_id = {s.account.id: s for s in ctx.spokes}
     for (account_id, stream), items in batches.items():
         spoke = by_id[account_id]
