@@ -100,12 +100,16 @@ def _per_record(
 
 
 def _mutations(
-    ctx: PushContext, spoke: Spoke, contact: HubContact, links: Sequence[Link]
+    ctx: PushContext,
+    spoke: Spoke,
+    contact: HubContact,
+    links: Sequence[Link],
+    views: Mapping[str, SpokeView],
 ) -> Iterator[tuple[str, _Item]]:
     """The mutations that bring ``spoke`` in step with ``contact``, by stream."""
     report = ctx.report.spoke(spoke.account.id, spoke.account.provider.value)
     for mine, scoped in _per_record(links, spoke.account.id):
-        decided = plan(contact, scoped, spoke.view, ctx.views)
+        decided = plan(contact, scoped, spoke.view, views)
         if decided.mutation is None:
             if decided.reason not in ("in step", "direction does not push"):
                 report.excluded += 1
@@ -116,6 +120,7 @@ def _mutations(
 
 def push_entries(ctx: PushContext, entries: Sequence[OutboxEntry]) -> None:
     contacts = ctx.store.get_many(HubContact, ctx.org_id, [e.contact_id for e in entries])
+    views = ctx.views
     batches: dict[tuple[str, str], list[_Item]] = defaultdict(list)
     unfinished: set[str] = set()
     for entry in entries:
@@ -133,7 +138,7 @@ def push_entries(ctx: PushContext, entries: Sequence[OutboxEntry]) -> None:
             if spoke.account.id in ctx.stopped:
                 unfinished.add(contact.id)
                 continue
-            for stream, item in _mutations(ctx, spoke, contact, links):
+            for stream, item in _mutations(ctx, spoke, contact, links, views):
                 batches[(spoke.account.id, stream)].append(item)
     by_id = {s.account.id: s for s in ctx.spokes}
     for (account_id, stream), items in batches.items():
