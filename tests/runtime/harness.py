@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import threading
 import time
 import types
 from collections import Counter
@@ -313,6 +314,28 @@ def moto_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         yield world
 
 
+class OneCallAtATime:
+    """A client whose calls never overlap. The state machine runs shards on parallel threads
+    (in AWS each is its own Lambda), and moto's DynamoDB is not thread-safe: TransactWriteItems
+    deep-copies a table that another thread may be writing ("dictionary changed size during
+    iteration")."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return call
+
+
 @contextmanager
 def machine_on(
     store_kind: str,
@@ -328,7 +351,7 @@ def machine_on(
         if store_kind == "dynamodb":
             dynamodb = boto3.client("dynamodb", region_name=REGION)
             create_table_from_template(dynamodb, TABLE)
-            store: Store = DynamoStore(dynamodb, TABLE, sleep=lambda _: None)
+            store: Store = DynamoStore(OneCallAtATime(dynamodb), TABLE, sleep=lambda _: None)
         else:
             store = SQLiteStore(tmp_path / "hub.db")
         world = new_world(store, sqs, secrets)
