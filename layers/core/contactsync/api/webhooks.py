@@ -171,6 +171,7 @@ class AircallDelivery(_Raw):
 class AircallEvent:
     key: str
     contact_event: bool
+    name: str = ""  # resource and event: "call:call.ended", "contact:contact.updated"...
 
 
 def _aircall_time(value: int | str | None) -> datetime | None:
@@ -232,7 +233,9 @@ def verify_aircall(
     updated = delivery.data.get("updated_at")
     key = f"aircall\x00{delivery.event}\x00{data_id}\x00{delivery.timestamp}\x00{updated}"
     return AircallEvent(
-        key, delivery.resource == "contact" and delivery.event.startswith("contact.")
+        key,
+        delivery.resource == "contact" and delivery.event.startswith("contact."),
+        f"{delivery.resource}:{delivery.event}",
     )
 
 

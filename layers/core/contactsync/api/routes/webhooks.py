@@ -4,7 +4,6 @@ answer at once (Graph wants 2xx within 3 s, Aircall within 5 s)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from contactsync.api.routes._docs import ok
 from contactsync.api.schemas import IdStr
 from contactsync.api.webhooks import (
     SOAP_ACK,
+    AircallEvent,
     WebhookRejected,
     graph_validation_token,
     same,
@@ -109,6 +109,24 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C90
             return {"outcome": Outcome.DUPLICATE.value}
         return {"outcome": "accepted", "actions": outcomes}
 
+    def aircall_delivery(
+        account: ConnectedAccount, cache: _TokenCache
+    ) -> tuple[AircallEvent, bytes, str | None]:
+        """The verified delivery, its body and the token it matched (Aircall's contact and
+        call webhooks each have their own token, in the secret ``cache`` names)."""
+        raw = body()
+        max_age = timedelta(seconds=ctx.settings.aircall_max_age_seconds)
+        region = ctx.region(account.org_id)
+        token = cache.get(ctx, account)
+        try:
+            return verify_aircall(raw, token, ctx.now(), max_age, region), raw, token
+        except WebhookRejected as exc:
+            if exc.code != "forged":
+                raise
+        # The token may have been rotated (the webhook registered again): read it afresh.
+        token = cache.get(ctx, account, fresh=True)
+        return verify_aircall(raw, token, ctx.now(), max_age, region), raw, token
+
     def graph(org_id: str, account_id: str, validation: str | None) -> Response[Any]:
         account = account_for(org_id, account_id, Provider.MICROSOFT)
         token = graph_validation_token(validation)
@@ -158,18 +176,7 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C90
         org_id: Annotated[IdStr, Path()], account_id: Annotated[IdStr, Path()]
     ) -> Response[Any]:
         account = account_for(org_id, account_id, Provider.AIRCALL)
-        raw = body()
-        max_age = timedelta(seconds=ctx.settings.aircall_max_age_seconds)
-        region = ctx.region(org_id)
-        try:
-            event = verify_aircall(raw, tokens.get(ctx, account), ctx.now(), max_age, region)
-        except WebhookRejected as exc:
-            if exc.code != "forged":
-                raise
-            # The token may have been rotated (the webhook registered again): read it afresh.
-            event = verify_aircall(
-                raw, tokens.get(ctx, account, fresh=True), ctx.now(), max_age, region
-            )
+        event, _, _ = aircall_delivery(account, tokens)
         if not event.contact_event:
             return Response(
                 200, content_type="application/json", body=dumps({"outcome": "ignored"})
@@ -187,18 +194,8 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C90
         org_id: Annotated[IdStr, Path()], account_id: Annotated[IdStr, Path()]
     ) -> Response[Any]:
         account = account_for(org_id, account_id, Provider.AIRCALL)
-        raw = body()
-        max_age = timedelta(seconds=ctx.settings.aircall_max_age_seconds)
-        region = ctx.region(org_id)
-        token = call_tokens.get(ctx, account)
-        try:
-            verify_aircall(raw, token, ctx.now(), max_age, region)
-        except WebhookRejected as exc:
-            if exc.code != "forged":
-                raise
-            token = call_tokens.get(ctx, account, fresh=True)  # re-registered: a new token
-            verify_aircall(raw, token, ctx.now(), max_age, region)
-        outcome = capture_call(ctx, account, raw, token, region)
+        event, raw, token = aircall_delivery(account, call_tokens)
+        outcome = capture_call(ctx, account, event, raw, token)
         return Response(200, content_type="application/json", body=dumps({"outcome": outcome}))
 
     @app.post(
@@ -222,7 +219,7 @@ def register(app: APIGatewayHttpResolver, ctx: ApiContext) -> None:  # noqa: C90
 
 
 def capture_call(
-    ctx: ApiContext, account: ConnectedAccount, raw: bytes, token: str | None, region: str
+    ctx: ApiContext, account: ConnectedAccount, event: AircallEvent, raw: bytes, token: str | None
 ) -> str:
     """Stores the call a verified delivery carries as an activity, as the capture's own read
     would (same deterministic id: a repeated delivery or a later read changes nothing)."""
@@ -234,14 +231,13 @@ def capture_call(
     from contactsync.activity.capture import ActivityCapture
 
     try:
-        captured = captured_from_delivery(raw, token, region)
+        captured = captured_from_delivery(raw, token, ctx.region(account.org_id))
     except Exception as exc:  # the connector's WebhookRejected (a ConnectorError)
         if type(exc).__name__ != "WebhookRejected":
             raise
         raise WebhookRejected("Not an Aircall call delivery.", code="malformed") from exc
     if captured is None:
-        delivery = json.loads(raw)  # valid: verified above
-        if delivery.get("resource") == "call" and delivery.get("event") in CALL_EVENTS:
+        if event.name in {f"call:{name}" for name in CALL_EVENTS}:
             raise WebhookRejected("The call in the delivery is unreadable.", code="malformed")
         return "ignored"  # not a call event we capture
     capture = ActivityCapture(ctx.store, account.org_id, lambda _: (), now=ctx.now)
