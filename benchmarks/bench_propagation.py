@@ -80,12 +80,26 @@ def _seconds(value: float) -> str:
 class Client:
     """Reads and writes one contact's family name with the user's credentials."""
 
-    def __init__(self, http: requests.Session) -> None:
+    def __init__(self, http: requests.Session, entry: dict[str, Any]) -> None:
         self.http = http
+        self.entry = entry
         self._token: str | None = None
 
     def token(self) -> str:
         raise NotImplementedError
+
+    def grant(self, token_url: str, **form: str) -> str:
+        """An access token from the provider's OAuth token endpoint."""
+        answer = self.http.post(token_url, data=form, timeout=30)
+        answer.raise_for_status()
+        return str(answer.json()["access_token"])
+
+    def refresh(self, token_url: str) -> str:
+        """The refresh-token grant with the sandbox.json entry's client (Salesforce, Google)."""
+        entry = self.entry
+        return self.grant(token_url, grant_type="refresh_token",
+                          refresh_token=entry["refresh_token"], client_id=entry["client_id"],
+                          client_secret=entry["client_secret"])  # fmt: skip
 
     def headers(self) -> dict[str, str]:
         if self._token is None:
@@ -109,22 +123,13 @@ class Client:
 
 class Salesforce(Client):
     def __init__(self, http: requests.Session, entry: dict[str, Any]) -> None:
-        super().__init__(http)
-        self.entry = entry
+        super().__init__(http, entry)
         self.base = (
             f"{entry['instance_url']}/services/data/v{entry['api_version']}/sobjects/Contact/"
         )
 
     def token(self) -> str:
-        answer = self.http.post(
-            self.entry["token_url"],
-            data={"grant_type": "refresh_token", "refresh_token": self.entry["refresh_token"],
-                  "client_id": self.entry["client_id"],
-                  "client_secret": self.entry["client_secret"]},
-            timeout=30,
-        )  # fmt: skip
-        answer.raise_for_status()
-        return str(answer.json()["access_token"])
+        return self.refresh(self.entry["token_url"])
 
     def family_name(self, remote_id: str) -> str | None:
         answer = self.call("GET", self.base + remote_id, params={"fields": "LastName"})
@@ -136,19 +141,14 @@ class Salesforce(Client):
 
 class Outlook(Client):
     def __init__(self, http: requests.Session, entry: dict[str, Any]) -> None:
-        super().__init__(http)
-        self.entry = entry
+        super().__init__(http, entry)
         self.base = f"{entry['graph_base']}/users/{entry['user_id']}/contacts/"
 
     def token(self) -> str:
-        answer = self.http.post(
-            self.entry["authority"] + "/oauth2/v2.0/token",
-            data={"grant_type": "client_credentials", "client_id": self.entry["client_id"],
-                  "client_secret": self.entry["client_secret"], "scope": self.entry["scope"]},
-            timeout=30,
-        )  # fmt: skip
-        answer.raise_for_status()
-        return str(answer.json()["access_token"])
+        entry = self.entry
+        return self.grant(entry["authority"] + "/oauth2/v2.0/token",
+                          grant_type="client_credentials", client_id=entry["client_id"],
+                          client_secret=entry["client_secret"], scope=entry["scope"])  # fmt: skip
 
     def family_name(self, remote_id: str) -> str | None:
         answer = self.call("GET", self.base + remote_id, params={"$select": "surname"})
@@ -163,20 +163,8 @@ class Outlook(Client):
 
 
 class Google(Client):
-    def __init__(self, http: requests.Session, entry: dict[str, Any]) -> None:
-        super().__init__(http)
-        self.entry = entry
-
     def token(self) -> str:
-        answer = self.http.post(
-            self.entry["token_uri"],
-            data={"grant_type": "refresh_token", "refresh_token": self.entry["refresh_token"],
-                  "client_id": self.entry["client_id"],
-                  "client_secret": self.entry["client_secret"]},
-            timeout=30,
-        )  # fmt: skip
-        answer.raise_for_status()
-        return str(answer.json()["access_token"])
+        return self.refresh(self.entry["token_uri"])
 
     def family_name(self, remote_id: str) -> str | None:
         url = f"{self.entry['api_base'].rstrip('/')}/v1/{remote_id}"
@@ -186,7 +174,7 @@ class Google(Client):
 
 class Aircall(Client):
     def __init__(self, http: requests.Session, entry: dict[str, Any]) -> None:
-        super().__init__(http)
+        super().__init__(http, entry)
         self.base = entry["api_base"].rstrip("/")
         self.auth = (entry["api_id"], entry["api_token"])
 
