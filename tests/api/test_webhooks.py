@@ -243,8 +243,8 @@ def test_a_queue_failure_forgets_the_delivery_so_the_retry_counts(
 # ---- Aircall --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def phones(env: Env) -> tuple[ConnectedAccount, dict[str, Any]]:
+def connect_phones(env: Env) -> tuple[ConnectedAccount, dict[str, Any]]:
+    """The admin connects the company's Aircall with its API key (no webhook registered)."""
     config = env.aircall.client_config()
     account, _ = Setup(env.store, env.secrets).connect(
         env.org.id,
@@ -254,6 +254,12 @@ def phones(env: Env) -> tuple[ConnectedAccount, dict[str, Any]]:
         {"api_base": config["api_base"]},
         {"api_id": config["api_id"], "api_token": config["api_token"]},
     )
+    return account, config
+
+
+@pytest.fixture
+def phones(env: Env) -> tuple[ConnectedAccount, dict[str, Any]]:
+    account, config = connect_phones(env)
     auth = (config["api_id"], config["api_token"])
     hook = env.session.post(
         config["api_base"] + "/webhooks",
@@ -384,15 +390,7 @@ def test_aircall_iso_timestamps_and_a_rotated_token(
 
 def test_aircall_call_webhooks_capture_calls_at_once(env: Env) -> None:
     # Given an Aircall account whose webhook URLs the API wrote
-    config = env.aircall.client_config()
-    account, _ = Setup(env.store, env.secrets).connect(
-        env.org.id,
-        env.admin,
-        Provider.AIRCALL,
-        "DM phones",
-        {"api_base": config["api_base"]},
-        {"api_id": config["api_id"], "api_token": config["api_token"]},
-    )
+    account, config = connect_phones(env)
     account = ensure_webhook_config(env.ctx, account)
     assert account.config["calls_webhook_url"] == API + url(env, account, "/calls")
     # When the capture's reader factory first builds the account's readers, the call webhook
