@@ -41,7 +41,6 @@ from contactsync.runtime.proxies import UntilDeadline
 from contactsync.runtime.spokes import OrgSpokes
 from contactsync.store.base import Store
 from contactsync.sync.ingest import IngestContext
-from contactsync.sync.pull import MassDeleteDetected, pull_stream
 from contactsync.sync.report import RunReport, SpokeReport
 from contactsync.sync.service import Progress, SyncService
 from contactsync.sync.spokes import ConnectorFactory, Spoke
@@ -99,27 +98,7 @@ class PullService(SyncService):
             report=spoke_report,
             region=region,
         )
-        error: str | None = None
-        try:
-            for stream in spoke.connector.streams():
-                pull_stream(
-                    ctx,
-                    stream,
-                    self.worker,
-                    self.now,
-                    confirmed_mass_delete=spoke.settings.mass_delete_confirmed,
-                    rescoping=spoke.settings.rescope_pending,
-                )
-                if reader.stopped:
-                    break
-        except MassDeleteDetected as exc:
-            error = str(exc)
-            spoke_report.errors.append(error)
-        except ConnectorError as exc:
-            error = f"pull failed: {exc.code}"
-            spoke_report.errors.append(f"pull: {exc.code}")
-            if exc.kind == "auth":
-                self._needs_reconnect(spoke.account, exc.code)
+        error = self.pull_spoke(ctx, spoke, stop=lambda: reader.stopped)
         self._record(spoke, spoke_report, error, complete=not reader.stopped)
 
     def _record(

@@ -105,31 +105,14 @@ class SyncService:
                 region=region,
                 planned=report.planned if dry_run else None,
             )
-            on_page = _pull_progress(progress, spoke.account.id)
-            try:
-                if spoke.account.id not in self._prepared and not dry_run:
-                    spoke.connector.prepare()  # idempotent: the folder, the label, the webhook
-                    self._prepared.add(spoke.account.id)
-                if spoke.settings.rescope_pending:
-                    self._unlink_dropped_streams(store, spoke, spoke_report)
-                for stream in spoke.connector.streams():
-                    pull_stream(
-                        ctx,
-                        stream,
-                        self.worker,
-                        self.now,
-                        confirmed_mass_delete=spoke.settings.mass_delete_confirmed,
-                        rescoping=spoke.settings.rescope_pending,
-                        progress=on_page,
-                    )
-            except MassDeleteDetected as exc:
-                errors[spoke.account.id] = str(exc)
-                spoke_report.errors.append(str(exc))
-            except ConnectorError as exc:
-                errors[spoke.account.id] = f"pull failed: {exc.code}"
-                spoke_report.errors.append(f"pull: {exc.code}")
-                if exc.kind == "auth":
-                    self._needs_reconnect(spoke.account, exc.code)
+            error = self.pull_spoke(
+                ctx,
+                spoke,
+                prepare=not dry_run,
+                progress=_pull_progress(progress, spoke.account.id),
+            )
+            if error is not None:
+                errors[spoke.account.id] = error
         push_ctx = PushContext(
             store=store,
             org_id=self.org_id,
@@ -146,6 +129,47 @@ class SyncService:
             pulled = [s for s in spokes if accounts is None or s.account.id in accounts]
             self._update_statuses(pulled, report, errors, push_ctx.record_errors)
         return report
+
+    def pull_spoke(
+        self,
+        ctx: IngestContext,
+        spoke: Spoke,
+        *,
+        prepare: bool = False,
+        progress: Callable[[int], None] | None = None,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> str | None:
+        """Pulls every stream of one spoke into the hub (locally in a round, in the cloud by
+        the pull worker): a re-scoping first unlinks the objects the sync no longer takes.
+        ``stop``: checked after each stream (a Lambda near its deadline). Returns the error
+        that stopped it, for the sync's status, or None."""
+        try:
+            if prepare and spoke.account.id not in self._prepared:
+                spoke.connector.prepare()  # idempotent: the folder, the label, the webhook
+                self._prepared.add(spoke.account.id)
+            if spoke.settings.rescope_pending:
+                self._unlink_dropped_streams(ctx.store, spoke, ctx.report)
+            for stream in spoke.connector.streams():
+                pull_stream(
+                    ctx,
+                    stream,
+                    self.worker,
+                    self.now,
+                    confirmed_mass_delete=spoke.settings.mass_delete_confirmed,
+                    rescoping=spoke.settings.rescope_pending,
+                    progress=progress,
+                )
+                if stop():
+                    break
+        except MassDeleteDetected as exc:
+            ctx.report.errors.append(str(exc))
+            return str(exc)
+        except ConnectorError as exc:
+            ctx.report.errors.append(f"pull: {exc.code}")
+            if exc.kind == "auth":
+                self._needs_reconnect(spoke.account, exc.code)
+            return f"pull failed: {exc.code}"
+        return None
 
     def _unlink_dropped_streams(self, store: Store, spoke: Spoke, report: SpokeReport) -> None:
         """Records of objects the sync no longer takes (seed 004: contacts, leads or both) left
