@@ -7,6 +7,7 @@ from pathlib import Path
 
 from contactsync.app.syncs import Syncs
 from contactsync.domain import HubContact, Provider, SyncSettings, SyncState
+from contactsync.runtime.pulls import PullService
 from tests.support.world import World
 
 
@@ -79,3 +80,24 @@ def test_pause_resume_and_delete_and_revert(tmp_path: Path) -> None:
     assert world.store.find(SyncSettings, world.org_id, sf.id) is None
     # ... and the phone system keeps its contacts
     assert len(world.remote_records(Provider.AIRCALL, "contact")) == 10
+
+
+def test_the_cloud_pull_worker_applies_a_rescoping_too(tmp_path: Path) -> None:
+    # Given Salesforce synced for contacts only, then edited to take leads only
+    world = World.build(
+        tmp_path, [Provider.SALESFORCE], settings={Provider.SALESFORCE: {"objects": "contacts"}}
+    )
+    world.seed(Provider.SALESFORCE, 12)
+    lead = {"attributes": {"type": "Lead"}, "FirstName": "Ryan", "LastName": "Howard",
+            "Company": "WUPHF.com", "Email": "ryan@wuphf.example"}  # fmt: skip
+    world.admin_call(Provider.SALESFORCE, "seed", {"records": [lead]})
+    world.converge()
+    settings = _sync_of(world, Provider.SALESFORCE)
+    _syncs(world).update(settings.id, {"objects": "leads"}, settings.version)
+    # When the cloud's pull worker (not a local round) pulls the account
+    world.clock.advance(60)
+    worker = PullService(world.store, world.org_id, world.service.connectors, now=world.clock.now)
+    worker.run_once(accounts={world.accounts[Provider.SALESFORCE].id})
+    # Then the contacts that left the scope are unlinked and the lead is linked, as locally
+    assert {lk.object_type for lk in world.links(Provider.SALESFORCE)} == {"Lead"}
+    assert not _sync_of(world, Provider.SALESFORCE).rescope_pending

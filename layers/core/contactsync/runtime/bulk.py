@@ -129,10 +129,10 @@ class BulkService:
     # ---- 1. plan ------------------------------------------------------------------------------
 
     def plan(self, task: BulkTask) -> PlanResult:
-        _, account = self._sync(task)
+        settings, account = self._sync(task)
         bulk = self.store.find(BulkSync, task.org_id, task.sync_id)
         if bulk is None or bulk.run_id != task.run_id:
-            bulk = self._new_plan(task, account, bulk)
+            bulk = self._new_plan(task, settings, account, bulk)
         self._quiesce(bulk)
         return PlanResult(
             org_id=task.org_id,
@@ -147,10 +147,15 @@ class BulkService:
         )
 
     def _new_plan(
-        self, task: BulkTask, account: ConnectedAccount, previous: BulkSync | None
+        self,
+        task: BulkTask,
+        settings: SyncSettings,
+        account: ConnectedAccount,
+        previous: BulkSync | None,
     ) -> BulkSync:
         limit = limits(account.provider)
         connector = self.connectors(_shard_account(account, limit.bulk_concurrency))
+        connector.configure(settings)  # the objects and scope the sync takes
         sharder = sharder_for(connector)
         shards: list[BulkShard] = []
         cursors: dict[str, str | None] = {}

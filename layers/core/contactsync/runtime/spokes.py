@@ -57,6 +57,7 @@ class OrgSpokes:
         if account is None or settings is None:
             return None
         connector = connectors(account)
+        connector.configure(settings)  # the objects and scope the sync takes, as locally
         owner = self.users.get(account.owner_user_id)
         return Spoke(account, settings, build_view(account, settings, owner, connector), connector)
 
