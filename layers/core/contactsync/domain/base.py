@@ -24,6 +24,12 @@ def _check_id(value: str) -> str:
     return value
 
 
+# Validation context of an entity read back from a store: it was validated before it was
+# written, so validators that cost more than they check (parsing every phone number again)
+# may trust it. Nothing else passes this context.
+STORED: dict[str, bool] = {"stored": True}
+
+
 # Ids are part of storage keys: no '#', no '/', no whitespace, bounded.
 Id = Annotated[str, AfterValidator(_check_id)]
 Version = Annotated[int, Field(ge=0)]

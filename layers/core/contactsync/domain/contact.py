@@ -12,9 +12,16 @@ from typing import Annotated, Literal, Self, get_args
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from contactsync.domain.base import AwareDatetime, Entity, Id, Model, utcnow
+from contactsync.domain.base import STORED, AwareDatetime, Entity, Id, Model, utcnow
 from contactsync.domain.company import company_key_loose
 
 Short = Annotated[str, StringConstraints(max_length=255)]
@@ -94,12 +101,18 @@ def _e164(value: str | None) -> str | None:
     return value
 
 
+def _checked_e164(value: str | None, info: ValidationInfo) -> str | None:
+    if info.context is STORED:
+        return value  # checked before it was stored
+    return _e164(value)
+
+
 class PhoneNumber(Model):
     """A phone number as the source had it (``raw``) and, when it is a valid number, in E.164,
     the form every matching and every push uses."""
 
     raw: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    e164: Annotated[str | None, AfterValidator(_e164)] = None
+    e164: Annotated[str | None, AfterValidator(_checked_e164)] = None
     label: Label = ""
 
     @classmethod

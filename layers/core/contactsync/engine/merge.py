@@ -197,7 +197,9 @@ def merge(
         return MergeOutcome(contact, [], kept)
     merged = contact.model_copy(update={**updates, "provenance": provenance, "updated_at": now})
     # model_copy skips validation: re-validate so a provider's odd value cannot slip through.
-    validated = HubContact.model_validate(merged.model_dump())
+    # The nested emails, phones, addresses and provenance were validated when they were made
+    # (pydantic takes model instances as they are), so only the top level is checked again.
+    validated = HubContact.model_validate(dict(merged.__dict__))
     validated.__dict__["version"] = contact.version
     return MergeOutcome(validated, changes, kept, touched)
 

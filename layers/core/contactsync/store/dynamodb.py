@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from contactsync.domain.base import Entity
+from contactsync.domain.base import STORED, Entity
 from contactsync.domain.cursor import Cursor, Lease
 from contactsync.domain.errors import ContactsyncError, LeaseHeld, LeaseLost, VersionConflict
 from contactsync.store.base import (
@@ -123,7 +123,7 @@ class DynamoStore(Store):
 
     @staticmethod
     def _load(kind: type[E], item: dict[str, Any]) -> E:
-        entity = kind.model_validate_json(item["body"]["S"])
+        entity = kind.model_validate_json(item["body"]["S"], context=STORED)
         entity.__dict__["version"] = int(item["v"]["N"])
         return entity
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from contactsync.domain.base import Entity
+from contactsync.domain.base import STORED, Entity
 from contactsync.domain.cursor import Cursor, Lease
 from contactsync.domain.errors import LeaseHeld, LeaseLost, VersionConflict
 from contactsync.store.base import (
@@ -23,7 +24,6 @@ from contactsync.store.base import (
     check_limit,
     decode_token,
     encode_token,
-    index_set,
 )
 
 # Bounded: a page of a bulk sync and the contacts it touches, not the whole organisation.
@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS entities (
     version INTEGER NOT NULL,
     body TEXT NOT NULL,
     expires_at REAL,
+    -- The entity's index entries as a JSON list of [name, value]: a write finds the entries
+    -- to replace (and a delete the ones to remove) with the version it reads anyway, so
+    -- entity_index needs no second B-tree by id.
+    idx TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (org, kind, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entity_index (
@@ -47,7 +51,6 @@ CREATE TABLE IF NOT EXISTS entity_index (
     id TEXT NOT NULL,
     PRIMARY KEY (org, kind, name, value, id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entity_index_by_id ON entity_index (org, kind, id);
 CREATE TABLE IF NOT EXISTS leases (
     org TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -75,8 +78,9 @@ class SQLiteStore(Store):
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA temp_store=MEMORY")
-            self._conn.execute("PRAGMA cache_size=-16384")  # 16 MiB of page cache
+            self._conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
             self._conn.executescript(SCHEMA)
+            self._migrate()
 
     def close(self) -> None:
         with self._lock:
@@ -166,8 +170,9 @@ class SQLiteStore(Store):
         """Checks every expected version first, then writes: a conflict leaves nothing of the
         transact behind, even inside a batch (no savepoint per record of a page)."""
         with self._lock:
-            versions = [self._version(w.entity) for w in writes]
-            for write, actual in zip(writes, versions, strict=True):
+            currents = [self._current(w.entity) for w in writes]
+            for write, current in zip(writes, currents, strict=True):
+                actual = current[0] if current else None
                 if write.expected_version is not None and actual != (
                     write.expected_version or None
                 ):
@@ -176,39 +181,34 @@ class SQLiteStore(Store):
                         type(entity).kind, entity.id, write.expected_version, actual
                     )
             with self.batch():
-                return [self._write(w, v) for w, v in zip(writes, versions, strict=True)]
+                return [self._write(w, c) for w, c in zip(writes, currents, strict=True)]
 
-    def _version(self, entity: Entity) -> int | None:
+    def _current(self, entity: Entity) -> tuple[int, str] | None:
+        """The stored version and index entries (JSON), or None when absent."""
         row = self._conn.execute(
-            "SELECT version FROM entities WHERE org=? AND kind=? AND id=?",
+            "SELECT version, idx FROM entities WHERE org=? AND kind=? AND id=?",
             (entity.org_id, type(entity).kind, entity.id),
         ).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None else (int(row[0]), row[1])
 
     def bulk_put(self, entities: Sequence[Entity]) -> None:
         with self.batch():
             for entity in entities:
-                self._write(Write(entity, None), self._version(entity))
+                self._write(Write(entity, None), self._current(entity))
 
-    def _write(self, write: Write, current: int | None) -> Entity:
-        """Writes one entity whose stored version (``current``) was checked by the caller."""
+    def _write(self, write: Write, current: tuple[int, str] | None) -> Entity:
+        """Writes one entity whose stored version and index entries (``current``) the caller
+        read and checked."""
         kind = type(write.entity)
         new = write.stored()
-        old_index: set[tuple[str, str]] = set()
-        if current is not None:
-            # The stored index entries, not the stored body: no JSON to parse and validate.
-            old_index = set(
-                self._conn.execute(
-                    "SELECT name, value FROM entity_index WHERE org=? AND kind=? AND id=?",
-                    (new.org_id, kind.kind, new.id),
-                ).fetchall()
-            )
-        new_index = index_set(new)
+        old_index = _pairs(current[1]) if current is not None else set()
+        entries = list(dict.fromkeys(new.index_entries()))
+        new_index = set(entries)
         expires = new.expires_at()
         body = new.model_dump_json(exclude={"version"}, warnings="error")
         self._conn.execute(
-            "INSERT OR REPLACE INTO entities (org, kind, id, version, body, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO entities (org, kind, id, version, body, expires_at, idx) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 new.org_id,
                 kind.kind,
@@ -216,24 +216,35 @@ class SQLiteStore(Store):
                 new.version,
                 body,
                 expires.timestamp() if expires else None,
+                json.dumps(entries, separators=(",", ":")),
             ),
         )
-        stale = old_index - new_index
+        self._reindex(new.org_id, kind.kind, new.id, old_index, new_index)
+        self.stats.count("writes", kind.kind)
+        self._remember(body, new.model_copy())
+        return new
+
+    def _reindex(
+        self,
+        org_id: str,
+        kind: str,
+        entity_id: str,
+        old: set[tuple[str, str]],
+        new: set[tuple[str, str]],
+    ) -> None:
+        stale = old - new
         if stale:
             self._conn.executemany(
                 "DELETE FROM entity_index WHERE org=? AND kind=? AND name=? AND value=? AND id=?",
-                [(new.org_id, kind.kind, name, value, new.id) for name, value in stale],
+                [(org_id, kind, name, value, entity_id) for name, value in stale],
             )
-        added = new_index - old_index
+        added = new - old
         if added:
             self._conn.executemany(
                 "INSERT OR IGNORE INTO entity_index (org, kind, name, value, id) "
                 "VALUES (?,?,?,?,?)",
-                [(new.org_id, kind.kind, n, v, new.id) for n, v in added],
+                [(org_id, kind, name, value, entity_id) for name, value in added],
             )
-        self.stats.count("writes", kind.kind)
-        self._remember(body, new.model_copy())
-        return new
 
     def delete(
         self,
@@ -245,21 +256,19 @@ class SQLiteStore(Store):
     ) -> None:
         self.stats.count("writes", kind.kind)
         with self.batch():
-            if expected_version is not None:
-                row = self._conn.execute(
-                    "SELECT version FROM entities WHERE org=? AND kind=? AND id=?",
-                    (org_id, kind.kind, entity_id),
-                ).fetchone()
-                if row is not None and int(row[0]) != expected_version:
-                    raise VersionConflict(kind.kind, entity_id, expected_version, int(row[0]))
+            row = self._conn.execute(
+                "SELECT version, idx FROM entities WHERE org=? AND kind=? AND id=?",
+                (org_id, kind.kind, entity_id),
+            ).fetchone()
+            if row is None:
+                return
+            if expected_version is not None and int(row[0]) != expected_version:
+                raise VersionConflict(kind.kind, entity_id, expected_version, int(row[0]))
             self._conn.execute(
                 "DELETE FROM entities WHERE org=? AND kind=? AND id=?",
                 (org_id, kind.kind, entity_id),
             )
-            self._conn.execute(
-                "DELETE FROM entity_index WHERE org=? AND kind=? AND id=?",
-                (org_id, kind.kind, entity_id),
-            )
+            self._reindex(org_id, kind.kind, entity_id, _pairs(row[1]), set())
 
     # ---- leases and cursors ----------------------------------------------------------------
 
@@ -311,7 +320,7 @@ class SQLiteStore(Store):
             raise LeaseLost(lease.name)
         with self.batch():
             self._check_lease(cursor.org_id, lease)
-            stored = self._write(Write(cursor, None), self._version(cursor))
+            stored = self._write(Write(cursor, None), self._current(cursor))
         assert isinstance(stored, Cursor)
         return stored
 
@@ -324,6 +333,28 @@ class SQLiteStore(Store):
 
     # ---- helpers -------------------------------------------------------------------------------
 
+    def _migrate(self) -> None:
+        """Files written before the ``idx`` column: fill it from entity_index, then drop the
+        by-id index it replaces. One transaction; nothing else changes."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(entities)")}
+        if "idx" in columns:
+            return
+        with self.batch():
+            self._conn.execute("ALTER TABLE entities ADD COLUMN idx TEXT NOT NULL DEFAULT '[]'")
+            grouped: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+            for org, kind, name, value, entity_id in self._conn.execute(
+                "SELECT org, kind, name, value, id FROM entity_index"
+            ):
+                grouped.setdefault((org, kind, entity_id), []).append((name, value))
+            self._conn.executemany(
+                "UPDATE entities SET idx=? WHERE org=? AND kind=? AND id=?",
+                [
+                    (json.dumps(pairs, separators=(",", ":")), *key)
+                    for key, pairs in grouped.items()
+                ],
+            )
+            self._conn.execute("DROP INDEX IF EXISTS entity_index_by_id")
+
     def _load(self, kind: type[E], body: str, version: Any, org_id: str, entity_id: str) -> E:
         """Parses a stored entity, or reuses the one this store last wrote or read with exactly
         that stored text: validating a contact's JSON (emails, phones, provenance) is the
@@ -335,7 +366,7 @@ class SQLiteStore(Store):
             copy = cached[1].model_copy()
             assert isinstance(copy, kind)
             return copy
-        entity = kind.model_validate_json(body)
+        entity = kind.model_validate_json(body, context=STORED)
         entity.__dict__["version"] = int(version)
         self._remember(body, entity)
         return entity.model_copy()
@@ -346,3 +377,7 @@ class SQLiteStore(Store):
         self._recent.move_to_end(key)
         while len(self._recent) > RECENT_ENTITIES:
             self._recent.popitem(last=False)
+
+
+def _pairs(idx: str) -> set[tuple[str, str]]:
+    return {(name, value) for name, value in json.loads(idx)}

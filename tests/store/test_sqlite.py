@@ -1,0 +1,60 @@
+"""What only the SQLite store has: its file format, and opening files written by earlier
+versions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from contactsync.domain import HubContact
+from contactsync.domain.base import STORED
+from contactsync.domain.contact import EmailAddress, PhoneNumber
+from contactsync.store.sqlite import SQLiteStore
+from tests import factories as f
+
+
+def _downgrade(path: Path) -> None:
+    """Rewrites the file the way versions before the ``idx`` column kept it."""
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE entities DROP COLUMN idx")
+    conn.execute("CREATE INDEX entity_index_by_id ON entity_index (org, kind, id)")
+    conn.commit()
+    conn.close()
+
+
+def test_a_file_from_before_the_idx_column_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    store = SQLiteStore(path)
+    store.create(f.contact(contact_id="c-1", emails=["ann@example.com"], phones=["+14155552671"]))
+    store.create(f.contact(contact_id="c-2", emails=["bob@example.com"]))
+    store.close()
+    _downgrade(path)
+
+    store = SQLiteStore(path)
+    assert [c.id for c in store.lookup(HubContact, "org-a", "email", "ann@example.com")] == ["c-1"]
+    # An update replaces exactly the index entries the migration recorded...
+    ann = store.get(HubContact, "org-a", "c-1")
+    store.update(ann.model_copy(update={"emails": [EmailAddress(address="ann@new.example")]}))
+    assert store.lookup_ids(HubContact, "org-a", "email", "ann@example.com") == []
+    assert store.lookup_ids(HubContact, "org-a", "email", "ann@new.example") == ["c-1"]
+    assert store.lookup_ids(HubContact, "org-a", "phone", "+14155552671") == ["c-1"]
+    # ...and a delete removes every one of them.
+    store.delete(HubContact, "org-a", "c-2")
+    assert store.lookup_ids(HubContact, "org-a", "email", "bob@example.com") == []
+    store.close()
+
+    conn = sqlite3.connect(path)
+    left = conn.execute("SELECT count(*) FROM entity_index WHERE id='c-2'").fetchone()[0]
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    conn.close()
+    assert left == 0
+    assert "entity_index_by_id" not in indexes
+
+
+def test_only_stored_entities_skip_the_phone_check() -> None:
+    body = '{"raw": "555", "e164": "+15555555555"}'  # not a valid number
+    assert PhoneNumber.model_validate_json(body, context=STORED).e164 == "+15555555555"
+    with pytest.raises(ValueError, match="not a valid phone number"):
+        PhoneNumber.model_validate_json(body)
