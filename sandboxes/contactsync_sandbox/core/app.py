@@ -33,7 +33,7 @@ except ImportError:  # the `local` extra brings it; the stdlib serves without
 from contactsync_sandbox.core.clock import VirtualClock
 from contactsync_sandbox.core.faults import FaultInjector, FaultRule
 
-__all__ = ["ProviderError", "Request", "Response", "SandboxApp", "json_response"]
+__all__ = ["ProviderError", "Request", "Response", "SandboxApp", "dumps", "json_response", "loads"]
 
 # A header the app sets for the transport (in-process) or the server (HTTPS) to act on and strip:
 # the client must see a timeout or a dropped connection, not this response.
@@ -52,6 +52,13 @@ def dumps(body: Any) -> bytes:
         except TypeError:
             pass
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def loads(data: bytes | str) -> Any:
+    """Parses JSON (orjson where installed); malformed input raises ValueError either way."""
+    if orjson is not None:
+        return orjson.loads(data)
+    return json.loads(data)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

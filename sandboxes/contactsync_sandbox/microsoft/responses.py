@@ -22,7 +22,14 @@ from urllib.parse import quote, urlencode
 from werkzeug.routing import Rule
 from werkzeug.test import EnvironBuilder
 
-from contactsync_sandbox.core.app import Request, Response, SandboxApp, json_response
+from contactsync_sandbox.core.app import (
+    Request,
+    Response,
+    SandboxApp,
+    dumps,
+    json_response,
+    loads,
+)
 from contactsync_sandbox.core.clock import VirtualClock
 from contactsync_sandbox.core.faults import FaultRule
 from contactsync_sandbox.core.people import people_for
@@ -326,7 +333,7 @@ class App(SandboxApp):
         self, call: Call, body: Any, status: int = 200, headers: dict[str, str] | None = None
     ) -> Response:
         response = Response(
-            json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+            dumps(body),
             status=status,
             content_type=GRAPH_CONTENT_TYPE,
             headers={
@@ -431,7 +438,7 @@ class App(SandboxApp):
     @staticmethod
     def _body(call: Call) -> dict[str, Any]:
         try:
-            body = json.loads(call.request.get_data() or b"")
+            body = loads(call.request.get_data() or b"")
         except ValueError as exc:
             raise err.bad_json() from exc
         if not isinstance(body, dict):
@@ -884,9 +891,7 @@ class App(SandboxApp):
         data = b""
         if "body" in item:
             data = (
-                json.dumps(item["body"]).encode()
-                if not isinstance(item["body"], str)
-                else item["body"].encode()
+                dumps(item["body"]) if not isinstance(item["body"], str) else item["body"].encode()
             )
         builder = EnvironBuilder(
             method=str(item["method"]).upper(),
@@ -1138,7 +1143,7 @@ def _sub_response(item_id: str, response: Response) -> dict[str, Any]:
     data = response.get_data()
     if data:
         try:
-            out["body"] = json.loads(data)
+            out["body"] = loads(data)
         except ValueError:
             out["body"] = data.decode("utf-8", "replace")
     return out
