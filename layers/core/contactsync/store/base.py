@@ -165,6 +165,10 @@ class Store(ABC):
         transaction per page of a sync). Atomicity is still only per ``transact`` call."""
         return nullcontext()
 
+    def prefetch(self, kind: type[Entity], org_id: str, entity_ids: Sequence[str]) -> None:  # noqa: B027
+        """A hint, inside ``batch``: these entities are about to be written (SQLite reads
+        their versions in one query). Changes nothing; stores without a use for it ignore it."""
+
     # ---- derived operations, shared by every implementation -----------------------------------
 
     def get(self, kind: type[E], org_id: str, entity_id: str) -> E:

@@ -152,6 +152,7 @@ def push_entries(ctx: PushContext, entries: Sequence[OutboxEntry]) -> None:
     if ctx.dry_run:
         return
     with ctx.store.batch():
+        ctx.store.prefetch(OutboxEntry, ctx.org_id, [e.id for e in entries])
         for entry in entries:
             if entry.contact_id in unfinished:
                 continue
@@ -175,6 +176,13 @@ def _apply(ctx: PushContext, spoke: Spoke, stream: str, items: list[_Item]) -> s
         return {i.contact.id for i in items}
     retry: set[str] = set()
     with ctx.store.batch():  # one store round trip (SQLite: one commit) per provider batch
+        written = [
+            (i.mutation.object_type, r.remote_id or (r.record.remote_id if r.record else None))
+            for i, r in zip(items, results, strict=True)
+        ]
+        ctx.store.prefetch(
+            Link, ctx.org_id, [Link.key(spoke.account.id, t, rid) for t, rid in written if rid]
+        )
         for item, result in zip(items, results, strict=True):
             if result.ok:
                 _record_success(ctx, spoke, item, result)

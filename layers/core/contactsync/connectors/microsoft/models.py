@@ -264,12 +264,30 @@ def _slot_score(label: str, slot: str, labels: Mapping[str, str]) -> int:
     return 1 if labels.get(label.strip().lower()) == slot else 0
 
 
+# Solved assignments by (labels, slots, label table): contacts share a handful of label
+# sequences ("work", "mobile"), and this runs for every phone and address of every push.
+_ASSIGNED: dict[tuple[tuple[str, ...], tuple[str, ...], int], tuple[object, tuple[int, ...]]] = {}
+
+
 def assign_slots(
     labels: Sequence[str], slots: Sequence[str], wanted: Mapping[str, str]
 ) -> list[int]:
     """An order-preserving assignment of values (by their labels) to ``slots``: value i goes to
     a slot after value i-1's, as many labels honoured as possible (ties: earlier slots). Values
     beyond the slots' count are not placed. Returns the slot index of each placed value."""
+    key = (tuple(labels), tuple(slots), id(wanted))
+    hit = _ASSIGNED.get(key)
+    if hit is not None and hit[0] is wanted:
+        return list(hit[1])
+    result = _assign_slots(key[0], key[1], wanted)
+    if len(_ASSIGNED) < 4096:  # labels are user text: bounded
+        _ASSIGNED[key] = (wanted, result)
+    return list(result)
+
+
+def _assign_slots(
+    labels: Sequence[str], slots: Sequence[str], wanted: Mapping[str, str]
+) -> tuple[int, ...]:
     count = min(len(labels), len(slots))
 
     @functools.cache
@@ -282,7 +300,7 @@ def assign_slots(
             options.append((score + _slot_score(labels[i], slots[slot], wanted), (slot, *rest)))
         return max(options, key=lambda o: o[0])  # max keeps the first (earliest) of equals
 
-    return list(best(0, 0)[1])
+    return best(0, 0)[1]
 
 
 def phone_properties(phones: Sequence[PhoneNumber]) -> dict[str, Any]:
