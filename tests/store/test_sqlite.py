@@ -11,6 +11,7 @@ import pytest
 from contactsync.domain import HubContact
 from contactsync.domain.base import STORED
 from contactsync.domain.contact import EmailAddress, PhoneNumber
+from contactsync.domain.errors import VersionConflict
 from contactsync.store.sqlite import SQLiteStore
 from tests import factories as f
 
@@ -58,3 +59,29 @@ def test_only_stored_entities_skip_the_phone_check() -> None:
     assert PhoneNumber.model_validate_json(body, context=STORED).e164 == "+15555555555"
     with pytest.raises(ValueError, match="not a valid phone number"):
         PhoneNumber.model_validate_json(body)
+
+
+def test_versions_known_inside_a_batch_still_guard_every_write(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "hub.db")
+    first = store.create(f.contact(contact_id="c-1"))
+    with store.batch():
+        store.prefetch(HubContact, "org-a", ["c-1", "c-2"])
+        # Known present: a create conflicts, a stale update conflicts, a current one passes.
+        with pytest.raises(VersionConflict):
+            store.create(f.contact(contact_id="c-1"))
+        updated = store.update(first.model_copy(update={"title": "CFO"}))
+        with pytest.raises(VersionConflict):
+            store.update(first.model_copy(update={"title": "CEO"}))
+        # Known absent: a create passes, and the second one conflicts.
+        store.create(f.contact(contact_id="c-2"))
+        with pytest.raises(VersionConflict):
+            store.create(f.contact(contact_id="c-2"))
+        store.delete(HubContact, "org-a", "c-2")
+        store.create(f.contact(contact_id="c-2"))
+    assert store.get(HubContact, "org-a", "c-1").version == updated.version == 2
+    assert store.get(HubContact, "org-a", "c-2").version == 1
+    # After the batch, another connection's write is seen: nothing was remembered.
+    other = SQLiteStore(tmp_path / "hub.db")
+    other.update(store.get(HubContact, "org-a", "c-1").model_copy(update={"title": "CTO"}))
+    with pytest.raises(VersionConflict):
+        store.update(updated.model_copy(update={"title": "COO"}))
