@@ -16,22 +16,36 @@ from contactsync.store.sqlite import SQLiteStore
 from tests import factories as f
 
 
-def _downgrade(path: Path) -> None:
-    """Rewrites the file the way versions before the ``idx`` column kept it."""
+def _downgrade(path: Path, *, with_idx: bool) -> None:
+    """Rewrites the file the way earlier versions kept it: entities WITHOUT ROWID, at first
+    without the ``idx`` column and with a by-id index on entity_index instead."""
     conn = sqlite3.connect(path)
-    conn.execute("ALTER TABLE entities DROP COLUMN idx")
-    conn.execute("CREATE INDEX entity_index_by_id ON entity_index (org, kind, id)")
+    idx = "idx TEXT NOT NULL DEFAULT '[]'," if with_idx else ""
+    conn.executescript(
+        f"""
+        CREATE TABLE old (org TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL,
+            version INTEGER NOT NULL, body TEXT NOT NULL, expires_at REAL, {idx}
+            PRIMARY KEY (org, kind, id)) WITHOUT ROWID;
+        INSERT INTO old SELECT {"*" if with_idx else "org, kind, id, version, body, expires_at"}
+            FROM entities;
+        DROP TABLE entities;
+        ALTER TABLE old RENAME TO entities;
+        """
+    )
+    if not with_idx:
+        conn.execute("CREATE INDEX entity_index_by_id ON entity_index (org, kind, id)")
     conn.commit()
     conn.close()
 
 
-def test_a_file_from_before_the_idx_column_is_migrated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_idx", [False, True], ids=["no-idx", "without-rowid"])
+def test_a_file_from_an_earlier_version_is_migrated(tmp_path: Path, with_idx: bool) -> None:
     path = tmp_path / "hub.db"
     store = SQLiteStore(path)
     store.create(f.contact(contact_id="c-1", emails=["ann@example.com"], phones=["+14155552671"]))
     store.create(f.contact(contact_id="c-2", emails=["bob@example.com"]))
     store.close()
-    _downgrade(path)
+    _downgrade(path, with_idx=with_idx)
 
     store = SQLiteStore(path)
     assert [c.id for c in store.lookup(HubContact, "org-a", "email", "ann@example.com")] == ["c-1"]
@@ -49,9 +63,11 @@ def test_a_file_from_before_the_idx_column_is_migrated(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     left = conn.execute("SELECT count(*) FROM entity_index WHERE id='c-2'").fetchone()[0]
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    table = conn.execute("SELECT sql FROM sqlite_master WHERE name='entities'").fetchone()[0]
     conn.close()
     assert left == 0
     assert "entity_index_by_id" not in indexes
+    assert "WITHOUT ROWID" not in table
 
 
 def test_only_stored_entities_skip_the_phone_check() -> None:

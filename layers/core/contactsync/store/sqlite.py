@@ -29,8 +29,11 @@ from contactsync.store.base import (
 # Bounded: a page of a bulk sync and the contacts it touches, not the whole organisation.
 RECENT_ENTITIES = 5_000
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS entities (
+# A rowid table, not WITHOUT ROWID: bodies (a contact with its provenance, a link with its
+# snapshot) run to kilobytes, and a WITHOUT ROWID row over ~1 KB spills into an overflow page
+# of its own: the file was twice the size, and a large sync spent its time moving pages.
+ENTITIES = """
+CREATE TABLE IF NOT EXISTS {name} (
     org TEXT NOT NULL,
     kind TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -42,7 +45,12 @@ CREATE TABLE IF NOT EXISTS entities (
     -- entity_index needs no second B-tree by id.
     idx TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (org, kind, id)
-) WITHOUT ROWID;
+);
+"""
+
+SCHEMA = (
+    ENTITIES.format(name="entities")
+    + """
 CREATE TABLE IF NOT EXISTS entity_index (
     org TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -60,6 +68,7 @@ CREATE TABLE IF NOT EXISTS leases (
     PRIMARY KEY (org, name)
 ) WITHOUT ROWID;
 """
+)
 
 
 class SQLiteStore(Store):
@@ -372,25 +381,42 @@ class SQLiteStore(Store):
     # ---- helpers -------------------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        """Files written before the ``idx`` column: fill it from entity_index, then drop the
-        by-id index it replaces. One transaction; nothing else changes."""
+        """Files written by earlier versions: entities was a WITHOUT ROWID table, at first
+        without the ``idx`` column (entity_index then had a by-id index instead). Rebuilt in
+        one transaction, every entity and index entry kept."""
+        table = self._conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type='table' AND name='entities'"
+        ).fetchone()[0]
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(entities)")}
-        if "idx" in columns:
+        if "idx" in columns and "WITHOUT ROWID" not in table.upper():
             return
         with self.batch():
-            self._conn.execute("ALTER TABLE entities ADD COLUMN idx TEXT NOT NULL DEFAULT '[]'")
-            grouped: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
-            for org, kind, name, value, entity_id in self._conn.execute(
-                "SELECT org, kind, name, value, id FROM entity_index"
-            ):
-                grouped.setdefault((org, kind, entity_id), []).append((name, value))
-            self._conn.executemany(
-                "UPDATE entities SET idx=? WHERE org=? AND kind=? AND id=?",
-                [
-                    (json.dumps(pairs, separators=(",", ":")), *key)
-                    for key, pairs in grouped.items()
-                ],
-            )
+            self._conn.execute(ENTITIES.format(name="entities_v2"))  # executescript would commit
+            if "idx" in columns:
+                self._conn.execute(
+                    "INSERT INTO entities_v2 (org, kind, id, version, body, expires_at, idx) "
+                    "SELECT org, kind, id, version, body, expires_at, idx FROM entities"
+                )
+            else:
+                self._conn.execute(
+                    "INSERT INTO entities_v2 (org, kind, id, version, body, expires_at) "
+                    "SELECT org, kind, id, version, body, expires_at FROM entities"
+                )
+            self._conn.execute("DROP TABLE entities")
+            self._conn.execute("ALTER TABLE entities_v2 RENAME TO entities")
+            if "idx" not in columns:
+                grouped: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+                for org, kind, name, value, entity_id in self._conn.execute(
+                    "SELECT org, kind, name, value, id FROM entity_index"
+                ):
+                    grouped.setdefault((org, kind, entity_id), []).append((name, value))
+                self._conn.executemany(
+                    "UPDATE entities SET idx=? WHERE org=? AND kind=? AND id=?",
+                    [
+                        (json.dumps(pairs, separators=(",", ":")), *key)
+                        for key, pairs in grouped.items()
+                    ],
+                )
             self._conn.execute("DROP INDEX IF EXISTS entity_index_by_id")
 
     def _load(self, kind: type[E], body: str, version: Any, org_id: str, entity_id: str) -> E:
