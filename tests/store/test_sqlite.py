@@ -88,11 +88,14 @@ def test_versions_known_inside_a_batch_still_guard_every_write(tmp_path: Path) -
         updated = store.update(first.model_copy(update={"title": "CFO"}))
         with pytest.raises(VersionConflict):
             store.update(first.model_copy(update={"title": "CEO"}))
-        # Known absent: a create passes, and the second one conflicts.
+        # Known absent: found as absent without asking, a create passes, a second conflicts.
+        assert store.find(HubContact, "org-a", "c-2") is None
         store.create(f.contact(contact_id="c-2"))
+        assert store.find(HubContact, "org-a", "c-2") is not None
         with pytest.raises(VersionConflict):
             store.create(f.contact(contact_id="c-2"))
         store.delete(HubContact, "org-a", "c-2")
+        assert store.find(HubContact, "org-a", "c-2") is None
         store.create(f.contact(contact_id="c-2"))
     assert store.get(HubContact, "org-a", "c-1").version == updated.version == 2
     assert store.get(HubContact, "org-a", "c-2").version == 1
