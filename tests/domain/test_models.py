@@ -150,3 +150,19 @@ def test_bad_input_writes_nothing(store: Store) -> None:
     with pytest.raises(InvalidInput):
         HubContact.parse(contact_data(emails=[{"address": "nope"}]))
     assert store.page(HubContact, "org-a", limit=10).items == []
+
+
+def test_a_number_made_by_to_e164_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contactsync.domain.contact as contact_module
+
+    made = contact_module.to_e164("(415) 555-2671", "US")
+    assert made == "+14155552671"
+
+    def refuse(value: str | None) -> str | None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(contact_module, "_e164", refuse)
+    assert contact_module.PhoneNumber(raw="(415) 555-2671", e164=made).e164 == made
+    # Anything else is still checked.
+    with pytest.raises(ValueError, match="parsed again"):  # pydantic wraps the assertion
+        contact_module.PhoneNumber(raw="x", e164="+14155550000")

@@ -101,9 +101,15 @@ def _e164(value: str | None) -> str | None:
     return value
 
 
+# E.164 strings to_e164 produced recently: valid by construction, so the model's check need
+# not parse them again (a record's numbers are parsed when read, then validated in the merged
+# contact). Bounded; emptied when full.
+_MADE_E164: set[str] = set()
+
+
 def _checked_e164(value: str | None, info: ValidationInfo) -> str | None:
-    if info.context is STORED:
-        return value  # checked before it was stored
+    if info.context is STORED or value in _MADE_E164:
+        return value  # checked before it was stored, or made by to_e164
     return _e164(value)
 
 
@@ -145,7 +151,11 @@ def to_e164(raw: str, default_region: str = "US") -> str | None:
         return None
     if not phonenumbers.is_valid_number(number):
         return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    made = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if len(_MADE_E164) >= 65_536:
+        _MADE_E164.clear()
+    _MADE_E164.add(made)
+    return made
 
 
 def fold(text: str) -> str:
