@@ -104,3 +104,20 @@ def test_versions_known_inside_a_batch_still_guard_every_write(tmp_path: Path) -
     other.update(store.get(HubContact, "org-a", "c-1").model_copy(update={"title": "CTO"}))
     with pytest.raises(VersionConflict):
         store.update(updated.model_copy(update={"title": "COO"}))
+
+
+def test_index_values_known_inside_a_batch_follow_the_batch_writes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "hub.db")
+    ann = store.create(f.contact(contact_id="c-1", emails=["ann@example.com"]))
+    with store.batch():
+        store.prefetch_index(HubContact, "org-a", "email", ["ann@example.com", "new@example.com"])
+        assert store.lookup_ids(HubContact, "org-a", "email", "new@example.com") == []
+        store.create(f.contact(contact_id="c-2", emails=["new@example.com"]))
+        store.update(ann.model_copy(update={"emails": [EmailAddress(address="new@example.com")]}))
+        assert store.lookup_ids(HubContact, "org-a", "email", "ann@example.com") == []
+        assert store.lookup_ids(HubContact, "org-a", "email", "new@example.com") == ["c-1", "c-2"]
+        store.delete(HubContact, "org-a", "c-2")
+        assert store.lookup_ids(HubContact, "org-a", "email", "new@example.com") == ["c-1"]
+    # After the batch SQLite answers again, and agrees.
+    assert store.lookup_ids(HubContact, "org-a", "email", "new@example.com") == ["c-1"]
+    assert store.lookup_ids(HubContact, "org-a", "email", "ann@example.com") == []

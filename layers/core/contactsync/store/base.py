@@ -169,6 +169,11 @@ class Store(ABC):
         """A hint, inside ``batch``: these entities are about to be written (SQLite reads
         their versions in one query). Changes nothing; stores without a use for it ignore it."""
 
+    def prefetch_index(  # noqa: B027
+        self, kind: type[Entity], org_id: str, index: str, values: Sequence[str]
+    ) -> None:
+        """A hint, inside ``batch``: these index values are about to be looked up."""
+
     # ---- derived operations, shared by every implementation -----------------------------------
 
     def get(self, kind: type[E], org_id: str, entity_id: str) -> E:

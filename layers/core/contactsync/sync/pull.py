@@ -14,11 +14,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from contactsync.connectors.base import CursorExpired, RemoteRecord
-from contactsync.domain.contact import HubContact
+from contactsync.domain.company import company_key_loose
+from contactsync.domain.contact import HubContact, name_key
 from contactsync.domain.cursor import Cursor, Lease
 from contactsync.domain.link import Link, stream_key
 from contactsync.domain.outbox import OutboxEntry
 from contactsync.engine.deletes import mass_delete
+from contactsync.engine.match import record_email_keys, record_phone_keys
 from contactsync.sync.ingest import IngestContext, apply_deletions, contact_id_for, ingest
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,18 @@ def _prefetch(ctx: IngestContext, records: Sequence[RemoteRecord]) -> None:
     ctx.store.prefetch(Link, ctx.org_id, links)
     ctx.store.prefetch(HubContact, ctx.org_id, contacts)
     ctx.store.prefetch(OutboxEntry, ctx.org_id, contacts)
+    # Matching looks up emails and phones; a new contact's merge suggestions, its namesakes.
+    emails = [key for r in records for key in record_email_keys(r)]
+    phones = [key for r in records for key in record_phone_keys(r, ctx.region)]
+    names: list[str] = []
+    for r in records:
+        given, family = r.fields.given_name or "", r.fields.family_name or ""
+        if given and family:
+            name = name_key(given, family)
+            names += [f"{name}|{company_key_loose(r.fields.company or '')}", f"{name}|"]
+    ctx.store.prefetch_index(HubContact, ctx.org_id, "email", emails)
+    ctx.store.prefetch_index(HubContact, ctx.org_id, "phone", phones)
+    ctx.store.prefetch_index(HubContact, ctx.org_id, "name_company", names)
 
 
 def _finish_deletes(
