@@ -425,14 +425,14 @@ class SQLiteStore(Store):
     def _migrate(self) -> None:
         """Files written by earlier versions: entities was a WITHOUT ROWID table, at first
         without the ``idx`` column (entity_index then had a by-id index instead). Rebuilt in
-        one transaction, every entity and index entry kept."""
-        table = self._conn.execute(
-            "SELECT sql FROM sqlite_master WHERE type='table' AND name='entities'"
-        ).fetchone()[0]
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(entities)")}
-        if "idx" in columns and "WITHOUT ROWID" not in table.upper():
-            return
+        one transaction, every entity and index entry kept (another process opening the same
+        file waits for it, then finds nothing to do)."""
+        if self._entity_columns() is None:
+            return  # current: no write lock taken
         with self.batch():
+            columns = self._entity_columns()
+            if columns is None:
+                return
             self._conn.execute(ENTITIES.format(name="entities_v2"))  # executescript would commit
             if "idx" in columns:
                 self._conn.execute(
@@ -460,6 +460,16 @@ class SQLiteStore(Store):
                     ],
                 )
             self._conn.execute("DROP INDEX IF EXISTS entity_index_by_id")
+
+    def _entity_columns(self) -> set[str] | None:
+        """The entities table's columns when it is in an earlier version's layout, else None."""
+        table = self._conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type='table' AND name='entities'"
+        ).fetchone()[0]
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(entities)")}
+        if "idx" in columns and "WITHOUT ROWID" not in str(table).upper():
+            return None
+        return columns
 
     def _load(self, kind: type[E], body: str, version: Any, org_id: str, entity_id: str) -> E:
         """Parses a stored entity, or reuses the one this store last wrote or read with exactly
