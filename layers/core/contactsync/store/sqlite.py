@@ -134,11 +134,8 @@ class SQLiteStore(Store):
         per 500, so each write's version check needs none."""
         if self._known is None:
             return
-        ids = list(dict.fromkeys(entity_ids))
         with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(entity_ids):
                 found = {
                     row[0]: (int(row[1]), row[2])
                     for row in self._conn.execute(
@@ -166,12 +163,9 @@ class SQLiteStore(Store):
 
     def get_many(self, kind: type[E], org_id: str, entity_ids: Sequence[str]) -> dict[str, E]:
         result: dict[str, E] = {}
-        ids = list(dict.fromkeys(entity_ids))
-        self.stats.count("reads", kind.kind, len(ids))
+        self.stats.count("reads", kind.kind, len(set(entity_ids)))
         with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(entity_ids):
                 rows = self._conn.execute(
                     f"SELECT id, body, version FROM entities "  # noqa: S608 - placeholders only
                     f"WHERE org=? AND kind=? AND id IN ({marks})",
@@ -207,12 +201,9 @@ class SQLiteStore(Store):
         """Inside a batch: the ids under ``values`` of one index, in one query per 500."""
         if self._index_known is None:
             return
-        wanted = list(dict.fromkeys(values))
         with self._lock:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
+            for chunk, marks in _in_chunks(values):
                 found: dict[str, set[str]] = {v: set() for v in chunk}
-                marks = ",".join("?" * len(chunk))
                 for value, entity_id in self._conn.execute(
                     f"SELECT value, id FROM entity_index "  # noqa: S608 - placeholders only
                     f"WHERE org=? AND kind=? AND name=? AND value IN ({marks})",
@@ -497,3 +488,12 @@ class SQLiteStore(Store):
 
 def _pairs(idx: str) -> set[tuple[str, str]]:
     return {(name, value) for name, value in json.loads(idx)}
+
+
+def _in_chunks(values: Sequence[str], size: int = 500) -> Iterator[tuple[list[str], str]]:
+    """The distinct values in chunks for ``IN (...)``, each with its placeholders (SQLite
+    bounds a statement's parameters)."""
+    distinct = list(dict.fromkeys(values))
+    for start in range(0, len(distinct), size):
+        chunk = distinct[start : start + size]
+        yield chunk, ",".join("?" * len(chunk))
