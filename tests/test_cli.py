@@ -70,3 +70,16 @@ def test_connect_refuses_bad_input_and_writes_nothing(
     before = len(list(store.scan(ConnectedAccount, org)))
     assert main(["--home", home, *argv]) == 2
     assert len(list(store.scan(ConnectedAccount, org))) == before
+
+
+def test_a_sync_round_tunes_the_collector_and_restores_it() -> None:
+    import gc
+
+    from contactsync.local.process import SYNC_GC_THRESHOLD, sync_gc
+
+    before = gc.get_threshold()
+    with sync_gc():
+        assert gc.get_threshold() == SYNC_GC_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -39,6 +39,7 @@ from contactsync.domain.sync import SyncSettings
 from contactsync.local import sharing_cli
 from contactsync.local.connectors import connector_factory
 from contactsync.local.home import Home, LocalConfig
+from contactsync.local.process import sync_gc
 from contactsync.sync.report import RunReport
 from contactsync.sync.service import SyncService
 
@@ -332,7 +333,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     home = Home.locate(args.home)
     service, _ = _service(home)
     while True:
-        report = _run_with_progress(service, args.dry_run, show=not args.json)
+        with sync_gc():
+            report = _run_with_progress(service, args.dry_run, show=not args.json)
         if args.json:
             print(json.dumps(report.to_json(), default=str))
         else:
