@@ -363,13 +363,17 @@ def _log_entry(
     )
 
 
+def namesake_keys(given: str, family: str, company: str) -> list[str]:
+    """The name_company index values a contact's namesakes are found under."""
+    name = name_key(given, family)
+    return sorted({f"{name}|{company_key_loose(company)}", f"{name}|"})
+
+
 def _namesakes(ctx: IngestContext, contact: HubContact) -> list[HubContact]:
     """Contacts with the same name at the same company or at none (the only ones a suggestion
     can name): bounded by the company, not by how common the name is in the organisation."""
-    name = name_key(contact.given_name, contact.family_name)
-    keys = {f"{name}|{company_key_loose(contact.company)}", f"{name}|"}
     ids: list[str] = []
-    for key in sorted(keys):
+    for key in namesake_keys(contact.given_name, contact.family_name, contact.company):
         ids.extend(i for i in ctx.store.lookup_ids(HubContact, ctx.org_id, "name_company", key))
     ids = [i for i in dict.fromkeys(ids) if i != contact.id][:NAMESAKES]
     return list(ctx.store.get_many(HubContact, ctx.org_id, ids).values()) if ids else []

@@ -14,14 +14,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from contactsync.connectors.base import CursorExpired, RemoteRecord
-from contactsync.domain.company import company_key_loose
-from contactsync.domain.contact import HubContact, name_key
+from contactsync.domain.contact import HubContact
 from contactsync.domain.cursor import Cursor, Lease
 from contactsync.domain.link import Link, stream_key
 from contactsync.domain.outbox import OutboxEntry
 from contactsync.engine.deletes import mass_delete
 from contactsync.engine.match import record_email_keys, record_phone_keys
-from contactsync.sync.ingest import IngestContext, apply_deletions, contact_id_for, ingest
+from contactsync.sync.ingest import (
+    IngestContext,
+    apply_deletions,
+    contact_id_for,
+    ingest,
+    namesake_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +139,12 @@ def _prefetch(ctx: IngestContext, records: Sequence[RemoteRecord]) -> None:
     # Matching looks up emails and phones; a new contact's merge suggestions, its namesakes.
     emails = [key for r in records for key in record_email_keys(r)]
     phones = [key for r in records for key in record_phone_keys(r, ctx.region)]
-    names: list[str] = []
-    for r in records:
-        given, family = r.fields.given_name or "", r.fields.family_name or ""
-        if given and family:
-            name = name_key(given, family)
-            names += [f"{name}|{company_key_loose(r.fields.company or '')}", f"{name}|"]
+    names = [
+        key
+        for r in records
+        if r.fields.given_name and r.fields.family_name
+        for key in namesake_keys(r.fields.given_name, r.fields.family_name, r.fields.company or "")
+    ]
     ctx.store.prefetch_index(HubContact, ctx.org_id, "email", emails)
     ctx.store.prefetch_index(HubContact, ctx.org_id, "phone", phones)
     ctx.store.prefetch_index(HubContact, ctx.org_id, "name_company", names)

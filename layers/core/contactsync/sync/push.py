@@ -177,8 +177,7 @@ def _apply(ctx: PushContext, spoke: Spoke, stream: str, items: list[_Item]) -> s
     retry: set[str] = set()
     with ctx.store.batch():  # one store round trip (SQLite: one commit) per provider batch
         written = [
-            (i.mutation.object_type, r.remote_id or (r.record.remote_id if r.record else None))
-            for i, r in zip(items, results, strict=True)
+            (i.mutation.object_type, _written_id(i, r)) for i, r in zip(items, results, strict=True)
         ]
         ctx.store.prefetch(
             Link, ctx.org_id, [Link.key(spoke.account.id, t, rid) for t, rid in written if rid]
@@ -216,7 +215,7 @@ def _record_success(ctx: PushContext, spoke: Spoke, item: _Item, result: Mutatio
         return
     if isinstance(mutation, Create):
         report.created += 1
-        remote_id = result.remote_id or (result.record.remote_id if result.record else None)
+        remote_id = _written_id(item, result)
         if remote_id is None:
             log.error("create reported success without an id", extra={"account": spoke.account.id})
             return
@@ -229,7 +228,7 @@ def _record_success(ctx: PushContext, spoke: Spoke, item: _Item, result: Mutatio
         # A provider that cannot change a record in place replaces it (Graph cannot move a
         # contact into another folder: it copies it and deletes the original) and names the
         # new record: the link follows it, or the original's delete would read as the person's.
-        remote_id = result.remote_id or item.link.remote_id
+        remote_id = _written_id(item, result) or item.link.remote_id
         base_snapshot = dict(item.link.snapshot)
         created_by = item.link.created_by_sync
     snap = _after_write_snapshot(view, base_snapshot, mutation, result.record)
@@ -256,6 +255,14 @@ def _record_success(ctx: PushContext, spoke: Spoke, item: _Item, result: Mutatio
     ctx.store.transact([Write(link)])
     if item.link is not None and item.link.id != link.id:
         ctx.store.delete(Link, ctx.org_id, item.link.id)  # a pending create, or a replaced record
+
+
+def _written_id(item: _Item, result: MutationResult) -> str | None:
+    """The remote id a successful write left the record under: a create's new id; for an
+    update the provider's id when it replaced the record, else the linked one."""
+    if isinstance(item.mutation, Create):
+        return result.remote_id or (result.record.remote_id if result.record else None)
+    return result.remote_id or (item.link.remote_id if item.link else None)
 
 
 def _after_write_snapshot(
