@@ -121,3 +121,67 @@ def test_index_values_known_inside_a_batch_follow_the_batch_writes(tmp_path: Pat
     # After the batch SQLite answers again, and agrees.
     assert store.lookup_ids(HubContact, "org-a", "email", "new@example.com") == ["c-1"]
     assert store.lookup_ids(HubContact, "org-a", "email", "ann@example.com") == []
+
+
+def _rows(path: Path) -> tuple[list[tuple[str, int]], list[tuple[str, str, str]]]:
+    """What another connection sees: entity ids and versions, and index entries."""
+    conn = sqlite3.connect(path)
+    entities = conn.execute(
+        "SELECT id, version FROM entities WHERE kind='contact' ORDER BY id"
+    ).fetchall()
+    index = conn.execute(
+        "SELECT name, value, id FROM entity_index WHERE kind='contact' AND name IN "
+        "('email', 'phone') ORDER BY name, value, id"
+    ).fetchall()
+    conn.close()
+    return entities, index
+
+
+def test_a_batch_sends_its_writes_at_the_next_read_or_the_commit(tmp_path: Path) -> None:
+    """Writes inside a batch wait in memory; every read in the batch sees them, the commit
+    sends each key's last state with exactly its index entries, a rollback sends nothing."""
+    path = tmp_path / "hub.db"
+    store = SQLiteStore(path)
+    ann = store.create(f.contact(contact_id="c-1", emails=["ann@example.com"]))
+    with store.batch():
+        # Written three times and deleted: nothing of it may remain.
+        gone = store.create(f.contact(contact_id="c-0", emails=["gone@example.com"]))
+        gone = store.update(gone.model_copy(update={"emails": [EmailAddress(address="x@e.com")]}))
+        store.delete(HubContact, "org-a", "c-0", expected_version=gone.version)
+        # Re-indexed twice: the first value dropped, the second replaced, the third kept.
+        ann = store.update(ann.model_copy(update={"emails": [EmailAddress(address="b@e.com")]}))
+        assert _rows(path)[0] == [("c-1", 1)]  # not sent yet
+        ann = store.update(
+            ann.model_copy(
+                update={"emails": [EmailAddress(address="c@e.com")], "phones": [_phone()]}
+            )
+        )
+        # Reads that SQLite answers see the pending writes.
+        assert store.lookup_ids(HubContact, "org-a", "email", "c@e.com") == ["c-1"]
+        assert store.lookup_ids(HubContact, "org-a", "email", "x@e.com") == []
+        assert [c.id for c in store.page(HubContact, "org-a").items] == ["c-1"]
+        assert store.get(HubContact, "org-a", "c-1").version == 3
+        store.create(f.contact(contact_id="c-2", emails=["dee@example.com"]))
+    entities, index = _rows(path)
+    assert entities == [("c-1", 3), ("c-2", 1)]
+    assert index == [
+        ("email", "c@e.com", "c-1"),
+        ("email", "dee@example.com", "c-2"),
+        ("phone", "+14155550100", "c-1"),
+    ]
+    with pytest.raises(RuntimeError, match="the page failed"):
+        _failing_page(store)
+    assert _rows(path) == (entities, index)
+    assert store.find(HubContact, "org-a", "c-3") is None
+    assert store.lookup_ids(HubContact, "org-a", "email", "dee@example.com") == ["c-2"]
+
+
+def _failing_page(store: SQLiteStore) -> None:
+    with store.batch():
+        store.create(f.contact(contact_id="c-3", emails=["eve@example.com"]))
+        store.delete(HubContact, "org-a", "c-2")
+        raise RuntimeError("the page failed")
+
+
+def _phone() -> PhoneNumber:
+    return PhoneNumber.parse("+1 415 555 0100")

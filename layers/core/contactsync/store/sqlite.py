@@ -8,6 +8,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,8 @@ class SQLiteStore(Store):
         self._known: dict[tuple[str, str, str], tuple[int, str] | None] | None = None
         # Likewise the ids under index values a page looks up (its records' emails, phones).
         self._index_known: dict[tuple[str, str, str, str], set[str]] | None = None
+        # Inside a batch: the writes not yet sent to SQLite, by key (see _flush).
+        self._pending: dict[tuple[str, str, str], _Pending] = {}
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -122,11 +125,18 @@ class SQLiteStore(Store):
                 self._depth -= 1
                 if outer:
                     self._known = self._index_known = None
+                    self._pending.clear()
                     self._conn.execute("ROLLBACK")
                 raise
             self._depth -= 1
             if outer:
                 self._known = self._index_known = None
+                try:
+                    self._flush()
+                except BaseException:
+                    self._pending.clear()
+                    self._conn.execute("ROLLBACK")
+                    raise
                 self._conn.execute("COMMIT")
 
     def prefetch(self, kind: type[Entity], org_id: str, entity_ids: Sequence[str]) -> None:
@@ -135,7 +145,9 @@ class SQLiteStore(Store):
         if self._known is None:
             return
         with self._lock:
-            for chunk, marks in _in_chunks(entity_ids):
+            known = self._known
+            wanted = [i for i in entity_ids if (org_id, kind.kind, i) not in known]
+            for chunk, marks in _in_chunks(wanted):
                 found = {
                     row[0]: (int(row[1]), row[2])
                     for row in self._conn.execute(
@@ -145,7 +157,7 @@ class SQLiteStore(Store):
                     )
                 }
                 for entity_id in chunk:
-                    self._known[(org_id, kind.kind, entity_id)] = found.get(entity_id)
+                    known[(org_id, kind.kind, entity_id)] = found.get(entity_id)
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -155,6 +167,7 @@ class SQLiteStore(Store):
             key = (org_id, kind.kind, entity_id)
             if self._known is not None and key in self._known and self._known[key] is None:
                 return None  # known absent inside this batch (prefetched or deleted)
+            self._flush()
             row = self._conn.execute(
                 "SELECT body, version FROM entities WHERE org=? AND kind=? AND id=?",
                 (org_id, kind.kind, entity_id),
@@ -165,6 +178,7 @@ class SQLiteStore(Store):
         result: dict[str, E] = {}
         self.stats.count("reads", kind.kind, len(set(entity_ids)))
         with self._lock:
+            self._flush()
             for chunk, marks in _in_chunks(entity_ids):
                 rows = self._conn.execute(
                     f"SELECT id, body, version FROM entities "  # noqa: S608 - placeholders only
@@ -184,6 +198,7 @@ class SQLiteStore(Store):
             after = str(decode_token(page_token, org_id, kind.kind).get("after", ""))
         self.stats.count("queries", kind.kind)
         with self._lock:
+            self._flush()
             rows = self._conn.execute(
                 "SELECT id, body, version FROM entities WHERE org=? AND kind=? AND id>? "
                 "ORDER BY id LIMIT ?",
@@ -202,6 +217,7 @@ class SQLiteStore(Store):
         if self._index_known is None:
             return
         with self._lock:
+            self._flush()
             for chunk, marks in _in_chunks(values):
                 found: dict[str, set[str]] = {v: set() for v in chunk}
                 for value, entity_id in self._conn.execute(
@@ -220,6 +236,7 @@ class SQLiteStore(Store):
                 ids = self._index_known.get((org_id, kind.kind, index, value))
                 if ids is not None:
                     return sorted(ids)
+            self._flush()
             rows = self._conn.execute(
                 "SELECT id FROM entity_index WHERE org=? AND kind=? AND name=? AND value=?",
                 (org_id, kind.kind, index, value),
@@ -268,64 +285,97 @@ class SQLiteStore(Store):
 
     def _write(self, write: Write, current: tuple[int, str] | None) -> Entity:
         """Writes one entity whose stored version and index entries (``current``) the caller
-        read and checked."""
+        read and checked. Inside a batch (always: every caller holds one) the row waits in
+        ``_pending`` until the next read or the commit."""
         kind = type(write.entity)
         new = write.stored()
-        old_index = _pairs(current[1]) if current is not None else set()
         entries = list(dict.fromkeys(new.index_entries()))
-        new_index = set(entries)
         expires = new.expires_at()
         body = new.model_dump_json(exclude={"version"}, warnings="error")
         idx = json.dumps(entries, separators=(",", ":"))
-        self._conn.execute(
-            "INSERT OR REPLACE INTO entities (org, kind, id, version, body, expires_at, idx) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                new.org_id,
-                kind.kind,
-                new.id,
-                new.version,
-                body,
-                expires.timestamp() if expires else None,
-                idx,
-            ),
+        row = (
+            new.org_id,
+            kind.kind,
+            new.id,
+            new.version,
+            body,
+            expires.timestamp() if expires else None,
+            idx,
         )
-        self._reindex(new.org_id, kind.kind, new.id, old_index, new_index)
+        self._stage((new.org_id, kind.kind, new.id), current, row, set(entries))
         if self._known is not None:
             self._known[(new.org_id, kind.kind, new.id)] = (new.version, idx)
         self.stats.count("writes", kind.kind)
         self._remember(body, new.model_copy())
         return new
 
-    def _reindex(
+    def _stage(
         self,
-        org_id: str,
-        kind: str,
-        entity_id: str,
-        old: set[tuple[str, str]],
-        new: set[tuple[str, str]],
+        key: tuple[str, str, str],
+        current: tuple[int, str] | None,
+        row: tuple[Any, ...] | None,
+        index: set[tuple[str, str]],
     ) -> None:
-        stale = old - new
+        """Records an entity's new row (None: deleted) and index entries. The first write of a
+        key in a batch keeps the entries SQLite holds, so the flush replaces exactly those."""
+        old = _pairs(current[1]) if current is not None else set()
+        pending = self._pending.get(key)
+        if pending is None:
+            self._pending[key] = _Pending(old, row, index)
+        else:
+            pending.row, pending.index = row, index
+        known = self._index_known
+        if known:
+            org_id, kind, entity_id = key
+            for name, value in old - index:
+                known.get((org_id, kind, name, value), set()).discard(entity_id)
+            for name, value in index - old:
+                ids = known.get((org_id, kind, name, value))
+                if ids is not None:
+                    ids.add(entity_id)
+
+    def _flush(self) -> None:
+        """Sends the batch's pending writes: one statement per table and kind of change, rows
+        in key order (neighbouring keys share B-tree pages)."""
+        if not self._pending:
+            return
+        upserts: list[tuple[Any, ...]] = []
+        deletes: list[tuple[str, str, str]] = []
+        stale: list[tuple[str, str, str, str, str]] = []
+        added: list[tuple[str, str, str, str, str]] = []
+        for key, pending in self._pending.items():
+            org_id, kind, entity_id = key
+            if pending.row is None:
+                deletes.append(key)
+            else:
+                upserts.append(pending.row)
+            for name, value in pending.stored - pending.index:
+                stale.append((org_id, kind, name, value, entity_id))
+            for name, value in pending.index - pending.stored:
+                added.append((org_id, kind, name, value, entity_id))
+        self._pending.clear()
         if stale:
             self._conn.executemany(
                 "DELETE FROM entity_index WHERE org=? AND kind=? AND name=? AND value=? AND id=?",
-                [(org_id, kind, name, value, entity_id) for name, value in stale],
+                sorted(stale),
             )
-        added = new - old
+        if deletes:
+            self._conn.executemany(
+                "DELETE FROM entities WHERE org=? AND kind=? AND id=?", sorted(deletes)
+            )
+        if upserts:
+            upserts.sort(key=lambda r: (r[0], r[1], r[2]))
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO entities (org, kind, id, version, body, expires_at, idx) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                upserts,
+            )
         if added:
             self._conn.executemany(
                 "INSERT OR IGNORE INTO entity_index (org, kind, name, value, id) "
                 "VALUES (?,?,?,?,?)",
-                [(org_id, kind, name, value, entity_id) for name, value in added],
+                sorted(added),
             )
-        known = self._index_known
-        if known:
-            for name, value in stale:
-                known.get((org_id, kind, name, value), set()).discard(entity_id)
-            for name, value in added:
-                ids = known.get((org_id, kind, name, value))
-                if ids is not None:
-                    ids.add(entity_id)
 
     def delete(
         self,
@@ -342,11 +392,7 @@ class SQLiteStore(Store):
                 return
             if expected_version is not None and current[0] != expected_version:
                 raise VersionConflict(kind.kind, entity_id, expected_version, current[0])
-            self._conn.execute(
-                "DELETE FROM entities WHERE org=? AND kind=? AND id=?",
-                (org_id, kind.kind, entity_id),
-            )
-            self._reindex(org_id, kind.kind, entity_id, _pairs(current[1]), set())
+            self._stage((org_id, kind.kind, entity_id), current, None, set())
             if self._known is not None:
                 self._known[(org_id, kind.kind, entity_id)] = None
 
@@ -484,6 +530,16 @@ class SQLiteStore(Store):
         self._recent.move_to_end(key)
         while len(self._recent) > RECENT_ENTITIES:
             self._recent.popitem(last=False)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A key's writes in the batch so far: the index entries SQLite holds for it, and the row
+    (None: deleted) and index entries it is to have."""
+
+    stored: set[tuple[str, str]]
+    row: tuple[Any, ...] | None
+    index: set[tuple[str, str]]
 
 
 def _pairs(idx: str) -> set[tuple[str, str]]:
