@@ -213,3 +213,63 @@ def test_https_drop_after_commit(https_app: tuple[CounterApp, str, Path]) -> Non
     with pytest.raises(requests.ConnectionError):
         session.post(base + "v1/counter", timeout=5)
     assert app.value == 1
+
+
+ENVIRON_CASES = [
+    (
+        "GET",
+        "https://graph.example/",
+        "/v1.0/me/contacts",
+        "%24top=10&%24skip=20",
+        [("Authorization", "Bearer x"), ("Accept", "*/*")],
+        b"",
+    ),
+    (
+        "post",
+        "https://graph.example/",
+        "/v1.0/$batch",
+        "",
+        [("Content-Type", "application/json"), ("Content-Length", "5"), ("X-A", "1"), ("x-a", "2")],
+        b"hello",
+    ),
+    ("POST", "http://sf.example:8443/", "/services/data/v59.0/sobjects", "",
+     [("Content-Length", "0")], b""),
+    (
+        "PATCH",
+        "https://graph.example/",
+        "/v1.0/users('a%40b.example')/contacts/AA%3D%3D",
+        "",
+        [("Content-Type", "application/json; charset=utf-8")],
+        '{"name":"Zoë"}'.encode(),
+    ),
+    (
+        "POST",
+        "https://login.example/base/",
+        "/tenant/oauth2/v2.0/token",
+        "",
+        [("Content-Type", "application/x-www-form-urlencoded")],
+        b"grant_type=client_credentials&client_id=x",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "base", "path", "query", "headers", "body"), ENVIRON_CASES)
+def test_build_environ_matches_werkzeug(
+    method: str, base: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes
+) -> None:
+    """The transport's and $batch's environ is werkzeug's EnvironBuilder's, built directly."""
+    from werkzeug.test import EnvironBuilder
+
+    from contactsync_sandbox.core.environ import build_environ
+
+    builder = EnvironBuilder(
+        method=method.upper(), path=path, query_string=query, base_url=base, headers=headers,
+        data=body,
+    )  # fmt: skip
+    expected = builder.get_environ()
+    builder.close()
+    actual = build_environ(method, base, path, query, headers, body)
+    for environ in (expected, actual):
+        environ.pop("wsgi.errors")
+        environ["wsgi.input"] = environ["wsgi.input"].read()
+    assert actual == expected

@@ -15,10 +15,10 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.response import HTTPResponse
-from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from contactsync_sandbox.core.app import FAULT_DROP, FAULT_HEADER, FAULT_TIMEOUT, SandboxApp
+from contactsync_sandbox.core.environ import build_environ
 
 
 class WSGITransport(BaseAdapter):
@@ -42,16 +42,14 @@ class WSGITransport(BaseAdapter):
             body = body.encode("utf-8")
         elif body is not None and not isinstance(body, bytes):  # a file-like or generator
             body = b"".join(body) if not hasattr(body, "read") else body.read()
-        builder = EnvironBuilder(
-            method=request.method or "GET",
-            path=parts.path or "/",
-            query_string=parts.query,
-            base_url=f"{parts.scheme}://{parts.netloc}",
-            headers=list(request.headers.items()),
-            data=body or b"",
+        environ = build_environ(
+            request.method or "GET",
+            f"{parts.scheme}://{parts.netloc}",
+            parts.path or "/",
+            parts.query,
+            request.headers.items(),
+            body or b"",
         )
-        environ = builder.get_environ()
-        builder.close()
         # Straight to the app's handler: no WSGI iterator plumbing on the hot path.
         response = self.app.handle(Request(environ))
         content = response.get_data()

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from werkzeug.routing import Rule
-from werkzeug.test import EnvironBuilder
 
 from contactsync_sandbox.core.app import (
     Request,
@@ -31,6 +30,7 @@ from contactsync_sandbox.core.app import (
     loads,
 )
 from contactsync_sandbox.core.clock import VirtualClock
+from contactsync_sandbox.core.environ import build_environ
 from contactsync_sandbox.core.faults import FaultRule
 from contactsync_sandbox.core.people import people_for
 from contactsync_sandbox.core.webhooks import WebhookDispatcher
@@ -893,16 +893,9 @@ class App(SandboxApp):
             data = (
                 dumps(item["body"]) if not isinstance(item["body"], str) else item["body"].encode()
             )
-        builder = EnvironBuilder(
-            method=str(item["method"]).upper(),
-            path=path,
-            query_string=query,
-            base_url=self.base_url,
-            headers=list(headers.items()),
-            data=data,
+        environ = build_environ(
+            str(item["method"]), self.base_url, path, query, headers.items(), data
         )
-        environ = builder.get_environ()
-        builder.close()
         environ[BATCH_SLOT] = slot
         sub = Request(environ)
         for rule in self.faults.pick(sub.method, sub.path):
