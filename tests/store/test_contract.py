@@ -146,6 +146,26 @@ def test_lookup_by_remote_id_through_the_link_key(store: Store) -> None:
     assert [lk.remote_id for lk in store.lookup(Link, "org-a", "contact", "c-7")] == ["003AAA"]
 
 
+def test_lookup_many_answers_as_lookup_does_for_each_value(store: Store) -> None:
+    for i, contact_id in enumerate(["c-2", "c-1", "c-3"]):
+        store.create(f.link(contact_id=contact_id, remote_id=f"003A{i}"))
+        store.create(f.link(contact_id="c-1", remote_id=f"003B{i}"))
+    moved = store.create(f.link(contact_id="c-3", remote_id="003C"))
+    store.update(moved.model_copy(update={"contact_id": "c-2"}))  # its old entry must not count
+    store.create(f.link(contact_id="c-1", remote_id="003Z", org_id="org-b"))  # another tenant
+    values = ["c-1", "c-404", "c-2", "c-3", "c-1"]
+    found = store.lookup_many(Link, "org-a", "contact", values)
+    assert list(found) == ["c-1", "c-404", "c-2", "c-3"]
+    for value in values:
+        expected = store.lookup(Link, "org-a", "contact", value)
+        assert [lk.id for lk in found[value]] == [lk.id for lk in expected]
+    assert sorted(lk.remote_id for lk in found["c-1"]) == ["003A1", "003B0", "003B1", "003B2"]
+    assert sorted(lk.remote_id for lk in found["c-2"]) == ["003A0", "003C"]
+    assert [
+        len(v) for v in store.lookup_many(Link, "org-a", "contact", ["c-1"], limit=2).values()
+    ] == [2]
+
+
 def test_get_many_returns_only_existing(store: Store) -> None:
     for i in range(3):
         store.create(f.contact(contact_id=f"c-{i}"))

@@ -205,6 +205,13 @@ class Store(ABC):
         ]
         return result[:limit]
 
+    def lookup_many(
+        self, kind: type[E], org_id: str, index: str, values: Sequence[str], *, limit: int = 100
+    ) -> dict[str, list[E]]:
+        """``lookup`` for each of ``values`` (a page's worth): the same answers, by value.
+        Stores that can answer in fewer round trips override it."""
+        return {v: self.lookup(kind, org_id, index, v, limit=limit) for v in dict.fromkeys(values)}
+
     def scan(self, kind: type[E], org_id: str, page_size: int = 500) -> Iterator[E]:
         """Every entity of ``kind``, page by page (memory stays flat)."""
         token: str | None = None

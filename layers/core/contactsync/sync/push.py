@@ -123,11 +123,12 @@ def push_entries(ctx: PushContext, entries: Sequence[OutboxEntry]) -> None:
     views = ctx.views
     batches: dict[tuple[str, str], list[_Item]] = defaultdict(list)
     unfinished: set[str] = set()
+    linked = ctx.store.lookup_many(Link, ctx.org_id, "contact", list(contacts), limit=100)
     for entry in entries:
         contact = contacts.get(entry.contact_id)
         if contact is None:
             continue
-        links = ctx.store.lookup(Link, ctx.org_id, "contact", contact.id, limit=100)
+        links = linked[contact.id]
         for spoke in ctx.spokes:
             if not spoke.runnable:
                 # A paused sync (or an account to reconnect) catches up when it resumes: the
