@@ -166,3 +166,28 @@ def test_a_number_made_by_to_e164_is_not_parsed_again(monkeypatch: pytest.Monkey
     # Anything else is still checked.
     with pytest.raises(ValueError, match="parsed again"):  # pydantic wraps the assertion
         contact_module.PhoneNumber(raw="x", e164="+14155550000")
+
+
+@pytest.mark.parametrize("number", ["+14155552671", "+390612345678", "+442079460018"])
+def test_a_number_just_written_reads_back_as_itself_without_parsing(
+    number: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connector reading the answer to its own write passes the E.164 numbers it sent: each
+    is its own E.164 form in any region, as a parse would say; anything else is parsed."""
+    import contactsync.domain.contact as contact_module
+
+    parsed = PhoneNumber.lenient(number, "GB", "work")
+    assert parsed.e164 == number
+    calls: list[str] = []
+    real = contact_module.to_e164
+
+    def counting(raw: str, region: str = "US") -> str | None:
+        calls.append(raw)
+        return real(raw, region)
+
+    monkeypatch.setattr(contact_module, "to_e164", counting)
+    assert PhoneNumber.lenient(number, "GB", "work", written={number}) == parsed
+    assert calls == []
+    other = PhoneNumber.lenient("(415) 555-2671", "US", written={number})
+    assert other.e164 == "+14155552671"
+    assert calls == ["(415) 555-2671"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -130,15 +130,24 @@ class PhoneNumber(Model):
         return cls(raw=raw.strip(), e164=e164, label=label)
 
     @classmethod
-    def lenient(cls, raw: str, default_region: str = "US", label: str = "") -> PhoneNumber:
+    def lenient(
+        cls,
+        raw: str,
+        default_region: str = "US",
+        label: str = "",
+        *,
+        written: Container[str] = (),
+    ) -> PhoneNumber:
         """Keeps what a provider holds even when it is no valid number (it still syncs back
-        unchanged, it just cannot be matched on)."""
+        unchanged, it just cannot be matched on). ``written``: E.164 numbers the caller has
+        just written to the provider; one that reads back unchanged is its own E.164 form
+        (a valid number in E.164 parses to itself in any region), so it is not parsed again."""
         # Every field is made valid here (e164 comes from to_e164, which only returns valid
         # E.164; lengths are cut to the limits), so construction skips a second validation:
         # this runs for every number of every record a sync reads.
         return cls.model_construct(
             raw=raw.strip()[:64] or "?",
-            e164=to_e164(raw, default_region),
+            e164=raw if raw in written else to_e164(raw, default_region),
             label=label.strip()[:40],
         )
 

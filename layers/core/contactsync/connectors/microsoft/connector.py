@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -358,16 +358,27 @@ class MicrosoftConnector(Connector):
 
     # ---- reading --------------------------------------------------------------------------
 
-    def _record(self, raw: RawContact, *, in_folder: bool) -> RemoteRecord:
+    def _record(
+        self, raw: RawContact, *, in_folder: bool, written: Container[str] = ()
+    ) -> RemoteRecord:
         now = self.clock.now()
         region = self.config.default_region
         if in_folder:
             repair = not raw.is_removed and not raw.has_category(self.config.category)
-            return to_record(raw, region=region, now=now, marked=True, marker_repair=repair)
-        if not raw.is_removed and raw.has_category(self.config.category):
+            marked, marker_repair = True, repair
+        elif not raw.is_removed and raw.has_category(self.config.category):
             # Categorised outside the folder: a request to sync it (moved in by the repair).
-            return to_record(raw, region=region, now=now, marked=True, marker_repair=True)
-        return to_record(raw, region=region, now=now, marked=False)
+            marked, marker_repair = True, True
+        else:
+            marked, marker_repair = False, False
+        return to_record(
+            raw,
+            region=region,
+            now=now,
+            marked=marked,
+            marker_repair=marker_repair,
+            written=written,
+        )
 
     def _read(self, state: delta.CursorState, *, full: bool) -> Iterator[ChangePage]:
         """Address book first, synced folder second. A complete read (``full``) hands each page
@@ -690,7 +701,12 @@ class MicrosoftConnector(Connector):
     # ---- results --------------------------------------------------------------------------
 
     def _ok(self, mutation: Mutation, raw: RawContact) -> MutationResult:
-        record = self._record(raw, in_folder=raw.parent_folder_id == self._folder_id)
+        fields = mutation.fields if isinstance(mutation, Create | Update) else None
+        # The numbers this write sent (phone_properties sends E.164 where there is one).
+        written = {p.e164 for p in (fields.phones or ()) if p.e164} if fields else set()
+        record = self._record(
+            raw, in_folder=raw.parent_folder_id == self._folder_id, written=written
+        )
         return MutationResult(mutation, ok=True, remote_id=raw.id, version=raw.etag, record=record)
 
     @staticmethod

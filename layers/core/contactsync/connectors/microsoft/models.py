@@ -13,7 +13,7 @@ caps are not written (the hub keeps them).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,12 +189,12 @@ def _emails(raw: RawContact) -> tuple[EmailAddress, ...]:
     return tuple(found)
 
 
-def _phones(raw: RawContact, region: str) -> tuple[PhoneNumber, ...]:
+def _phones(raw: RawContact, region: str, written: Container[str]) -> tuple[PhoneNumber, ...]:
     values: list[tuple[str, str | None]] = [("business", p) for p in raw.business_phones]
     values.append(("mobile", raw.mobile_phone))
     values.extend(("home", p) for p in raw.home_phones)
     return tuple(
-        PhoneNumber.lenient(value, region, SLOT_LABELS[slot])
+        PhoneNumber.lenient(value, region, SLOT_LABELS[slot], written=written)
         for slot, value in values
         if value and value.strip()
     )
@@ -219,13 +219,15 @@ def _addresses(raw: RawContact) -> tuple[PostalAddress, ...]:
     return tuple(found)
 
 
-def to_fields(raw: RawContact, region: str) -> ContactFields:
+def to_fields(raw: RawContact, region: str, written: Container[str] = ()) -> ContactFields:
+    """``written``: the E.164 numbers just sent in the write ``raw`` answers (see
+    PhoneNumber.lenient)."""
     return ContactFields(
         given_name=_text(raw.given_name),
         middle_name=_text(raw.middle_name),
         family_name=_text(raw.surname),
         emails=_emails(raw),
-        phones=_phones(raw, region),
+        phones=_phones(raw, region, written),
         company=_text(raw.company_name),
         title=_text(raw.job_title),
         department=_text(raw.department),
@@ -241,6 +243,7 @@ def to_record(
     now: datetime,
     marked: bool,
     marker_repair: bool = False,
+    written: Container[str] = (),
 ) -> RemoteRecord:
     if raw.is_removed:
         return RemoteRecord(
@@ -251,7 +254,7 @@ def to_record(
         object_type=STREAM,
         version=raw.etag,
         modified_at=parse_time(raw.last_modified_date_time, now),
-        fields=to_fields(raw, region),
+        fields=to_fields(raw, region, written),
         marked=marked,
         marker_repair=marker_repair,
     )
