@@ -185,3 +185,36 @@ def _failing_page(store: SQLiteStore) -> None:
 
 def _phone() -> PhoneNumber:
     return PhoneNumber.parse("+1 415 555 0100")
+
+
+def test_reads_inside_a_batch_reuse_what_the_batch_wrote_or_read(tmp_path: Path) -> None:
+    """Inside a batch an entity the batch wrote or read comes back without asking SQLite
+    (nobody else writes meanwhile); what an earlier batch saw is asked again."""
+    path = tmp_path / "hub.db"
+    store = SQLiteStore(path)
+    store.create(f.contact(contact_id="c-1", title="CEO"))
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    with store.batch():
+        assert store.get(HubContact, "org-a", "c-1").title == "CEO"  # asks SQLite
+        asked = len(statements)
+        two = store.create(f.contact(contact_id="c-2", title="CTO"))
+        assert store.get(HubContact, "org-a", "c-1").title == "CEO"
+        assert store.get_many(HubContact, "org-a", ["c-1", "c-2"])["c-2"] == two
+        assert store.find(HubContact, "org-a", "c-3") is None  # asks SQLite
+        assert store.find(HubContact, "org-a", "c-3") is None
+        store.update(two.model_copy(update={"title": "CFO"}))  # its version is known
+        assert store.get(HubContact, "org-a", "c-2").title == "CFO"
+        # Only the create's check that c-2 is absent and the one read of c-3.
+        assert [s.split(" WHERE")[0] for s in statements[asked:]] == [
+            "SELECT version, idx FROM entities",
+            "SELECT id, body, version, idx FROM entities",
+        ]
+    # Another connection deletes c-1 and creates it again: the same version, other content.
+    other = SQLiteStore(path)
+    other.delete(HubContact, "org-a", "c-1")
+    other.create(f.contact(contact_id="c-1", title="COO"))
+    with store.batch():
+        store.prefetch(HubContact, "org-a", ["c-1"])  # version 1, as remembered
+        assert store.get(HubContact, "org-a", "c-1").title == "COO"
+    assert store.get(HubContact, "org-a", "c-2").version == 2

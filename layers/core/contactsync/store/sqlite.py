@@ -91,6 +91,8 @@ class SQLiteStore(Store):
         self._index_known: dict[tuple[str, str, str, str], set[str]] | None = None
         # Inside a batch: the writes not yet sent to SQLite, by key (see _flush).
         self._pending: dict[tuple[str, str, str], _Pending] = {}
+        # Inside a batch: the keys whose entry in _recent this batch wrote or read from SQLite.
+        self._fresh: set[tuple[str, str, str]] = set()
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -126,11 +128,13 @@ class SQLiteStore(Store):
                 if outer:
                     self._known = self._index_known = None
                     self._pending.clear()
+                    self._fresh.clear()
                     self._conn.execute("ROLLBACK")
                 raise
             self._depth -= 1
             if outer:
                 self._known = self._index_known = None
+                self._fresh.clear()
                 try:
                     self._flush()
                 except BaseException:
@@ -162,32 +166,54 @@ class SQLiteStore(Store):
     # ---- reads ---------------------------------------------------------------------------------
 
     def find(self, kind: type[E], org_id: str, entity_id: str) -> E | None:
-        self.stats.count("reads", kind.kind)
-        with self._lock:
-            key = (org_id, kind.kind, entity_id)
-            if self._known is not None and key in self._known and self._known[key] is None:
-                return None  # known absent inside this batch (prefetched or deleted)
-            self._flush()
-            row = self._conn.execute(
-                "SELECT body, version FROM entities WHERE org=? AND kind=? AND id=?",
-                (org_id, kind.kind, entity_id),
-            ).fetchone()
-        return None if row is None else self._load(kind, row[0], row[1], org_id, entity_id)
+        return self.get_many(kind, org_id, [entity_id]).get(entity_id)
 
     def get_many(self, kind: type[E], org_id: str, entity_ids: Sequence[str]) -> dict[str, E]:
         result: dict[str, E] = {}
         self.stats.count("reads", kind.kind, len(set(entity_ids)))
         with self._lock:
-            self._flush()
-            for chunk, marks in _in_chunks(entity_ids):
+            wanted = list(entity_ids)
+            if self._known is not None:
+                wanted = []
+                for entity_id in entity_ids:
+                    key = (org_id, kind.kind, entity_id)
+                    if key in self._known and self._known[key] is None:
+                        continue  # known absent inside this batch (prefetched or deleted)
+                    cached = self._batch_copy(kind, key)
+                    if cached is not None:
+                        result[entity_id] = cached
+                    else:
+                        wanted.append(entity_id)
+                if any((org_id, kind.kind, i) in self._pending for i in wanted):
+                    self._flush()
+            for chunk, marks in _in_chunks(wanted):
                 rows = self._conn.execute(
-                    f"SELECT id, body, version FROM entities "  # noqa: S608 - placeholders only
+                    f"SELECT id, body, version, idx FROM entities "  # noqa: S608 - placeholders
                     f"WHERE org=? AND kind=? AND id IN ({marks})",
                     (org_id, kind.kind, *chunk),
                 ).fetchall()
-                for entity_id, body, version in rows:
+                for entity_id, body, version, idx in rows:
                     result[entity_id] = self._load(kind, body, version, org_id, entity_id)
+                    if self._known is not None:
+                        self._known[(org_id, kind.kind, entity_id)] = (int(version), idx)
+                if self._known is not None:
+                    for entity_id in chunk:
+                        self._known.setdefault((org_id, kind.kind, entity_id), None)
         return result
+
+    def _batch_copy(self, kind: type[E], key: tuple[str, str, str]) -> E | None:
+        """Inside a batch: a copy of the entity as this batch last wrote or read it, if that is
+        still its stored version (nobody else writes while the batch holds the lock)."""
+        known = self._known.get(key) if self._known is not None else None
+        if known is None or key not in self._fresh:
+            return None
+        cached = self._recent.get(key)
+        if cached is None or cached[1].version != known[0]:
+            return None
+        self._recent.move_to_end(key)
+        copy = cached[1].model_copy()
+        assert isinstance(copy, kind)
+        return copy
 
     def page(
         self, kind: type[E], org_id: str, *, limit: int = 100, page_token: str | None = None
@@ -539,6 +565,8 @@ class SQLiteStore(Store):
         cached = self._recent.get(key)
         if cached is not None and cached[0] == body and cached[1].version == int(version):
             self._recent.move_to_end(key)
+            if self._known is not None:
+                self._fresh.add(key)
             copy = cached[1].model_copy()
             assert isinstance(copy, kind)
             return copy
@@ -549,6 +577,8 @@ class SQLiteStore(Store):
 
     def _remember(self, body: str, entity: Entity) -> None:
         key = (entity.org_id, type(entity).kind, entity.id)
+        if self._known is not None:
+            self._fresh.add(key)
         self._recent[key] = (body, entity)
         self._recent.move_to_end(key)
         while len(self._recent) > RECENT_ENTITIES:
