@@ -44,8 +44,13 @@ def snapshot(fields: ContactFields) -> Snapshot:
     return {name: canon(name, value) for name, value in fields.provided().items()}
 
 
+# One encoder, built once: json.dumps with options builds a new one per call, and a sync
+# fingerprints every record it reads and writes. The same text as json.dumps with these options.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def fingerprint(snap: Snapshot) -> str:
-    raw = json.dumps(snap, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    raw = _CANONICAL_JSON.encode(snap)
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 

@@ -27,6 +27,9 @@ from contactsync.store.base import (
     encode_token,
 )
 
+# json.dumps(..., separators=(",", ":")) without building an encoder per entity written.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
 # Bounded: a page of a bulk sync and the contacts it touches, not the whole organisation.
 RECENT_ENTITIES = 5_000
 
@@ -341,7 +344,7 @@ class SQLiteStore(Store):
         entries = list(dict.fromkeys(new.index_entries()))
         expires = new.expires_at()
         body = new.model_dump_json(exclude={"version"}, warnings="error")
-        idx = json.dumps(entries, separators=(",", ":"))
+        idx = _COMPACT_JSON.encode(entries)
         row = (
             new.org_id,
             kind.kind,
