@@ -137,7 +137,7 @@ def _rows(path: Path) -> tuple[list[tuple[str, int]], list[tuple[str, str, str]]
     return entities, index
 
 
-def test_a_batch_sends_its_writes_at_the_next_read_or_the_commit(tmp_path: Path) -> None:
+def test_a_batch_sends_its_writes_when_a_query_needs_them_or_at_commit(tmp_path: Path) -> None:
     """Writes inside a batch wait in memory; every read in the batch sees them, the commit
     sends each key's last state with exactly its index entries, a rollback sends nothing."""
     path = tmp_path / "hub.db"
@@ -218,3 +218,25 @@ def test_reads_inside_a_batch_reuse_what_the_batch_wrote_or_read(tmp_path: Path)
         store.prefetch(HubContact, "org-a", ["c-1"])  # version 1, as remembered
         assert store.get(HubContact, "org-a", "c-1").title == "COO"
     assert store.get(HubContact, "org-a", "c-2").version == 2
+
+
+def test_a_write_waiting_in_a_batch_is_read_from_its_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pending write no longer in the recent entities (a page writes more than it keeps) is
+    read back from the pending row: no early send, no query."""
+    import contactsync.store.sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "RECENT_ENTITIES", 1)
+    store = SQLiteStore(tmp_path / "hub.db")
+    statements: list[str] = []
+    with store.batch():
+        store.prefetch(HubContact, "org-a", ["c-1", "c-2"])
+        store._conn.set_trace_callback(statements.append)
+        one = store.create(f.contact(contact_id="c-1", title="CEO"))
+        store.create(f.contact(contact_id="c-2", title="CTO"))  # pushes c-1 out of the recent
+        assert store.get(HubContact, "org-a", "c-1") == one
+        assert store.get_many(HubContact, "org-a", ["c-1", "c-2"])["c-2"].title == "CTO"
+        assert statements == []
+    assert [s.split()[0] for s in statements][-1] == "COMMIT"
+    assert store.get(HubContact, "org-a", "c-1").title == "CEO"

@@ -183,12 +183,15 @@ class SQLiteStore(Store):
                     if key in self._known and self._known[key] is None:
                         continue  # known absent inside this batch (prefetched or deleted)
                     cached = self._batch_copy(kind, key)
+                    pending = self._pending.get(key)
                     if cached is not None:
                         result[entity_id] = cached
+                    elif pending is not None and pending.row is not None:
+                        # Written by this batch, not yet sent: read from the row itself.
+                        version, body = pending.row[3], pending.row[4]
+                        result[entity_id] = self._load(kind, body, version, org_id, entity_id)
                     else:
                         wanted.append(entity_id)
-                if any((org_id, kind.kind, i) in self._pending for i in wanted):
-                    self._flush()
             for chunk, marks in _in_chunks(wanted):
                 rows = self._conn.execute(
                     f"SELECT id, body, version, idx FROM entities "  # noqa: S608 - placeholders
@@ -338,7 +341,8 @@ class SQLiteStore(Store):
     def _write(self, write: Write, current: tuple[int, str] | None) -> Entity:
         """Writes one entity whose stored version and index entries (``current``) the caller
         read and checked. Inside a batch (always: every caller holds one) the row waits in
-        ``_pending`` until the next read or the commit."""
+        ``_pending`` until a query needs SQLite to see it (a page, an index lookup) or the
+        commit; reads by id are answered from the pending row itself."""
         kind = type(write.entity)
         new = write.stored()
         entries = list(dict.fromkeys(new.index_entries()))
