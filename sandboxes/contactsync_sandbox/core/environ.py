@@ -34,8 +34,8 @@ def build_environ(
     """The environ of ``method`` ``path``?``query`` on the host of ``base_url``, with
     ``headers`` (repeated names joined by ", ", as werkzeug joins them) and ``body``."""
     base = urlsplit(base_url)
-    scheme, host = base.scheme or "http", base.netloc
-    name, _, port = host.partition(":")
+    scheme, host = base.scheme or "http", base.netloc.lower()
+    name, port = base.hostname or "", str(base.port or "")
     script = base.path.rstrip("/")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method.upper(),
