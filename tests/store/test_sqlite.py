@@ -240,3 +240,25 @@ def test_a_write_waiting_in_a_batch_is_read_from_its_row(
         assert statements == []
     assert [s.split()[0] for s in statements][-1] == "COMMIT"
     assert store.get(HubContact, "org-a", "c-1").title == "CEO"
+
+
+def test_a_batch_holds_back_a_bounded_number_of_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory stays flat with the page size: past the bound the pending writes are sent."""
+    import contactsync.store.sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "PENDING_ENTITIES", 2)
+    path = tmp_path / "hub.db"
+    store = SQLiteStore(path)
+    with store.batch():
+        store.create(f.contact(contact_id="c-1", emails=["a@example.com"]))
+        assert store._pending
+        two = store.create(f.contact(contact_id="c-2", emails=["b@example.com"]))
+        assert not store._pending  # sent, not committed: another connection sees nothing yet
+        assert _rows(path) == ([], [])
+        store.update(two.model_copy(update={"emails": [EmailAddress(address="c@example.com")]}))
+    assert _rows(path) == (
+        [("c-1", 1), ("c-2", 2)],
+        [("email", "a@example.com", "c-1"), ("email", "c@example.com", "c-2")],
+    )

@@ -32,6 +32,9 @@ _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 # Bounded: a page of a bulk sync and the contacts it touches, not the whole organisation.
 RECENT_ENTITIES = 5_000
+# Writes a batch holds back before sending them (see _flush): enough for sorted bulk inserts,
+# few enough that a 10,000-record page does not hold every row it writes in memory.
+PENDING_ENTITIES = 4_096
 
 # A rowid table, not WITHOUT ROWID: bodies (a contact with its provenance, a link with its
 # snapshot) run to kilobytes, and a WITHOUT ROWID row over ~1 KB spills into an overflow page
@@ -380,6 +383,8 @@ class SQLiteStore(Store):
             self._pending[key] = _Pending(old, row, index)
         else:
             pending.row, pending.index = row, index
+        if len(self._pending) >= PENDING_ENTITIES:
+            self._flush()
         known = self._index_known
         if known:
             org_id, kind, entity_id = key
