@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import shutil
 import sys
+import tempfile
 
 import benchmarks
 
@@ -18,10 +20,18 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark {unknown[0]!r}; choose from: {', '.join(names)}", file=sys.stderr)
         return 2
-    for name in chosen:
-        print(f"== {name} ==", flush=True)
-        module = importlib.import_module(f"benchmarks.bench_{name}")
-        module.main(argv[1:])
+    # Every temporary directory a benchmark makes (hubs of a gigabyte at 100,000 contacts,
+    # sandbox state) goes under one scratch directory, removed when the run ends.
+    scratch = tempfile.mkdtemp(prefix="contactsync-bench-")
+    tempfile.tempdir = scratch
+    try:
+        for name in chosen:
+            print(f"== {name} ==", flush=True)
+            module = importlib.import_module(f"benchmarks.bench_{name}")
+            module.main(argv[1:])
+    finally:
+        tempfile.tempdir = None
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
