@@ -87,8 +87,10 @@ class SQLiteStore(Store):
         self._lock = threading.RLock()
         self._depth = 0
         self.stats = StoreStats()
-        # Entities recently written or read, by key, at their version (see _load).
-        self._recent: OrderedDict[tuple[str, str, str], tuple[str, Entity]] = OrderedDict()
+        # Entities recently written or read, by key, at their version (see _load), each with
+        # the number of the batch that wrote or read it (0: none).
+        self._recent: OrderedDict[tuple[str, str, str], tuple[str, Entity, int]] = OrderedDict()
+        self._batch_no = 0  # the current (or last) outer batch
         # Inside a batch (this connection holds the write lock, so nobody else can change a
         # row): the stored version and index entries of rows already read, or None for rows
         # known absent. A write checks its version here instead of asking SQLite again.
@@ -97,8 +99,6 @@ class SQLiteStore(Store):
         self._index_known: dict[tuple[str, str, str, str], set[str]] | None = None
         # Inside a batch: the writes not yet sent to SQLite, by key (see _flush).
         self._pending: dict[tuple[str, str, str], _Pending] = {}
-        # Inside a batch: the keys whose entry in _recent this batch wrote or read from SQLite.
-        self._fresh: set[tuple[str, str, str]] = set()
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -126,28 +126,27 @@ class SQLiteStore(Store):
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._known = {}
                 self._index_known = {}
+                self._batch_no += 1
             self._depth += 1
             try:
                 yield
+                if outer:
+                    self._flush()
             except BaseException:
                 self._depth -= 1
                 if outer:
-                    self._known = self._index_known = None
-                    self._pending.clear()
-                    self._fresh.clear()
+                    self._forget()
                     self._conn.execute("ROLLBACK")
                 raise
             self._depth -= 1
             if outer:
-                self._known = self._index_known = None
-                self._fresh.clear()
-                try:
-                    self._flush()
-                except BaseException:
-                    self._pending.clear()
-                    self._conn.execute("ROLLBACK")
-                    raise
+                self._forget()
                 self._conn.execute("COMMIT")
+
+    def _forget(self) -> None:
+        """At the end of a batch: what only a connection holding the write lock may trust."""
+        self._known = self._index_known = None
+        self._pending.clear()
 
     def prefetch(self, kind: type[Entity], org_id: str, entity_ids: Sequence[str]) -> None:
         """Inside a batch: reads the versions of the rows a page is about to write in one query
@@ -214,10 +213,10 @@ class SQLiteStore(Store):
         """Inside a batch: a copy of the entity as this batch last wrote or read it, if that is
         still its stored version (nobody else writes while the batch holds the lock)."""
         known = self._known.get(key) if self._known is not None else None
-        if known is None or key not in self._fresh:
-            return None
         cached = self._recent.get(key)
-        if cached is None or cached[1].version != known[0]:
+        if known is None or cached is None:
+            return None
+        if cached[2] != self._batch_no or cached[1].version != known[0]:
             return None
         self._recent.move_to_end(key)
         copy = cached[1].model_copy()
@@ -576,9 +575,7 @@ class SQLiteStore(Store):
         key = (org_id, kind.kind, entity_id)
         cached = self._recent.get(key)
         if cached is not None and cached[0] == body and cached[1].version == int(version):
-            self._recent.move_to_end(key)
-            if self._known is not None:
-                self._fresh.add(key)
+            self._remember(body, cached[1])  # checked against SQLite: this batch read it
             copy = cached[1].model_copy()
             assert isinstance(copy, kind)
             return copy
@@ -589,9 +586,7 @@ class SQLiteStore(Store):
 
     def _remember(self, body: str, entity: Entity) -> None:
         key = (entity.org_id, type(entity).kind, entity.id)
-        if self._known is not None:
-            self._fresh.add(key)
-        self._recent[key] = (body, entity)
+        self._recent[key] = (body, entity, self._batch_no if self._known is not None else 0)
         self._recent.move_to_end(key)
         while len(self._recent) > RECENT_ENTITIES:
             self._recent.popitem(last=False)
