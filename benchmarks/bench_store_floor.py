@@ -23,16 +23,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from contactsync.store.sqlite import PENDING_ENTITIES, SQLiteStore
+from contactsync.store.sqlite import (
+    DELETE_ENTITY,
+    INSERT_INDEX,
+    PENDING_ENTITIES,
+    UPSERT_ENTITY,
+    SQLiteStore,
+)
 
 DEFAULT_SIZES = [10_000, 50_000, 100_000]
 PAGE = 10_000  # Salesforce Bulk API result page
 PUSH_CHUNK = 200  # push.APPLY_CHUNK
 ORG = "org-531f0481dcc0"
 SF, MS = "acc-salesforce-efa29b08", "acc-microsoft-1c0ffee5"
-ENTITY = "INSERT OR REPLACE INTO entities (org, kind, id, version, body, expires_at, idx) "
-ENTITY += "VALUES (?, ?, ?, ?, ?, ?, ?)"
-INDEX = "INSERT OR IGNORE INTO entity_index (org, kind, name, value, id) VALUES (?,?,?,?,?)"
 
 
 def _h(text: str, size: int = 32) -> str:
@@ -75,8 +78,8 @@ def _pushed(i: int) -> tuple[tuple[Any, ...], list[tuple[str, ...]], tuple[str, 
 
 
 def _send(conn: sqlite3.Connection, entities: list[Any], index: list[Any]) -> None:
-    conn.executemany(ENTITY, sorted(entities))
-    conn.executemany(INDEX, sorted(index))
+    conn.executemany(UPSERT_ENTITY, sorted(entities))
+    conn.executemany(INSERT_INDEX, sorted(index))
 
 
 def run(count: int) -> dict[str, float]:
@@ -102,9 +105,7 @@ def run(count: int) -> dict[str, float]:
         _send(conn, [r[0] for r in rows], [x for r in rows for x in r[1]])
         conn.execute("COMMIT")
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "DELETE FROM entities WHERE org=? AND kind=? AND id=?", sorted(r[2] for r in rows)
-        )
+        conn.executemany(DELETE_ENTITY, sorted(r[2] for r in rows))
         conn.execute("COMMIT")
     done = time.perf_counter()
     conn.close()

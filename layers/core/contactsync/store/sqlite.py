@@ -30,6 +30,15 @@ from contactsync.store.base import (
 # json.dumps(..., separators=(",", ":")) without building an encoder per entity written.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
+# The statements a batch's pending writes go out with (see _flush; benchmarks/store_floor).
+UPSERT_ENTITY = (
+    "INSERT OR REPLACE INTO entities (org, kind, id, version, body, expires_at, idx) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+DELETE_ENTITY = "DELETE FROM entities WHERE org=? AND kind=? AND id=?"
+INSERT_INDEX = "INSERT OR IGNORE INTO entity_index (org, kind, name, value, id) VALUES (?,?,?,?,?)"
+DELETE_INDEX = "DELETE FROM entity_index WHERE org=? AND kind=? AND name=? AND value=? AND id=?"
+
 # Bounded: a page of a bulk sync and the contacts it touches, not the whole organisation.
 RECENT_ENTITIES = 5_000
 # Writes a batch holds back before sending them (see _flush): enough for sorted bulk inserts,
@@ -415,27 +424,14 @@ class SQLiteStore(Store):
                 added.append((org_id, kind, name, value, entity_id))
         self._pending.clear()
         if stale:
-            self._conn.executemany(
-                "DELETE FROM entity_index WHERE org=? AND kind=? AND name=? AND value=? AND id=?",
-                sorted(stale),
-            )
+            self._conn.executemany(DELETE_INDEX, sorted(stale))
         if deletes:
-            self._conn.executemany(
-                "DELETE FROM entities WHERE org=? AND kind=? AND id=?", sorted(deletes)
-            )
+            self._conn.executemany(DELETE_ENTITY, sorted(deletes))
         if upserts:
             upserts.sort(key=lambda r: (r[0], r[1], r[2]))
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO entities (org, kind, id, version, body, expires_at, idx) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                upserts,
-            )
+            self._conn.executemany(UPSERT_ENTITY, upserts)
         if added:
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO entity_index (org, kind, name, value, id) "
-                "VALUES (?,?,?,?,?)",
-                sorted(added),
-            )
+            self._conn.executemany(INSERT_INDEX, sorted(added))
 
     def delete(
         self,
