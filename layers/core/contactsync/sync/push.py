@@ -229,7 +229,8 @@ def _record_success(ctx: PushContext, spoke: Spoke, item: _Item, result: Mutatio
         # A provider that cannot change a record in place replaces it (Graph cannot move a
         # contact into another folder: it copies it and deletes the original) and names the
         # new record: the link follows it, or the original's delete would read as the person's.
-        remote_id = _written_id(item, result) or item.link.remote_id
+        remote_id = _written_id(item, result)
+        assert remote_id is not None  # an update keeps at least the linked record's id
         base_snapshot = dict(item.link.snapshot)
         created_by = item.link.created_by_sync
     snap = _after_write_snapshot(view, base_snapshot, mutation, result.record)
