@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +71,30 @@ def test_connect_refuses_bad_input_and_writes_nothing(
     before = len(list(store.scan(ConnectedAccount, org)))
     assert main(["--home", home, *argv]) == 2
     assert len(list(store.scan(ConnectedAccount, org))) == before
+
+
+def test_contactsync_sync_runs_its_round_with_the_collector_tuned(
+    tmp_path: Path, sandboxes: RunningSandboxes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from contactsync.local.process import SYNC_GC_THRESHOLD
+    from contactsync.sync.service import SyncService
+
+    home = str(tmp_path / "home")
+    assert main(["--home", home, "init", "--sandbox", str(sandboxes.config_path)]) == 0
+    seen: list[tuple[int, int, int]] = []
+    real = SyncService.run_once
+
+    def watched(self: SyncService, **kwargs: Any) -> Any:
+        seen.append(gc.get_threshold())
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(SyncService, "run_once", watched)
+    before = gc.get_threshold()
+    assert main(["--home", home, "sync", "--once", "--json"]) == 0
+    assert seen == [SYNC_GC_THRESHOLD]
+    assert gc.get_threshold() == before
 
 
 def test_a_sync_round_tunes_the_collector_and_restores_it() -> None:
