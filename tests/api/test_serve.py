@@ -137,6 +137,37 @@ def test_a_phone_system_edit_reaches_the_hub_through_the_webhook(tmp_path: Path)
     assert json.loads(json.dumps(scheduler.rounds)) == 2
 
 
+def test_the_scheduler_runs_its_rounds_with_the_collector_tuned(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from contactsync.local.process import SYNC_GC_THRESHOLD
+    from contactsync.sync.service import SyncService
+
+    # Given a scheduler with one account due
+    store = home.store()
+    queue = LocalPullQueue()
+    scheduler = Scheduler(
+        store, home.config().org_id, connector_factory(home.secrets()), queue,
+        PullInbox(store, queue),
+    )  # fmt: skip
+    monkeypatch.setattr(Scheduler, "due_accounts", lambda self: {"acc-due"})
+    seen: list[tuple[int, int, int]] = []
+
+    def run_once(self: SyncService, **kwargs: object) -> None:
+        seen.append(gc.get_threshold())
+
+    monkeypatch.setattr(SyncService, "run_once", run_once)
+    before = gc.get_threshold()
+    # When it ticks, the round runs as `contactsync sync` runs one, and the setting is undone
+    assert scheduler.tick() is True
+    assert seen == [SYNC_GC_THRESHOLD]
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    store.close()
+
+
 def test_concurrent_deliveries_each_see_their_own_body(home: Home, runtime: LocalRuntime) -> None:
     """Powertools keeps the current event on a class attribute: the server must resolve one
     request at a time, or one delivery is judged with another's body (a false duplicate)."""

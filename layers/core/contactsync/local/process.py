@@ -1,4 +1,5 @@
-"""Settings for a process whose job is syncing (`contactsync sync`)."""
+"""Settings for the rounds of a process whose job is syncing (`contactsync sync`, and the
+scheduler of `contactsync serve`)."""
 
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ from contactsync.domain.base import utcnow
 from contactsync.domain.sync import SyncSettings, SyncState
 from contactsync.local.connectors import connector_factory, https_session
 from contactsync.local.home import Home, LocalConfig
+from contactsync.local.process import sync_gc
 from contactsync.store.base import Store
 from contactsync.sync.service import SyncService
 from contactsync.sync.spokes import ConnectorFactory
@@ -168,12 +169,13 @@ class Scheduler:
             return False
         due = self.due_accounts()
         try:
-            report = self.consumer.handle(requests)
-            ran = report is not None
-            due -= set(report.spokes) if report is not None else set()
-            if due:
-                self.service.run_once(accounts=due)
-                ran = True
+            with sync_gc():  # rounds run one at a time, here, as `contactsync sync` runs them
+                report = self.consumer.handle(requests)
+                ran = report is not None
+                due -= set(report.spokes) if report is not None else set()
+                if due:
+                    self.service.run_once(accounts=due)
+                    ran = True
         except Exception as exc:  # noqa: BLE001 - the loop must survive; retried with backoff
             self._failures += 1
             delay = min(300.0, 2.0**self._failures)
