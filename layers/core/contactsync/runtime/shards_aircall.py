@@ -7,7 +7,7 @@ range, counting each half with one more request (``meta.total`` of a window), un
 window holds at most ``total / max_shards`` contacts, and merges the smallest neighbours while
 there are more windows than ``max_shards``. About two requests per shard.
 
-Reading a window is a keyset walk, as the connector's own full scan does: every request asks for
+Reading a window is the connector's own keyset walk (``paging.keyset_walk``): every request asks for
 the contacts created at or after the last second seen (``from=S&to=end``, page 1) and skips the
 ids already seen at S, so no query ever nears the 10,000-record cap and deletes during the walk
 shift nothing. A second holding more contacts than a page (a bulk import) is read on its own by
@@ -27,9 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from contactsync.connectors.aircall import STREAM, AircallConfig, AircallConnector
-from contactsync.connectors.aircall.models import ContactList, RawContact, to_record
-from contactsync.connectors.aircall.paging import CursorState
-from contactsync.connectors.base import ChangePage, InvalidRequest, TransientError
+from contactsync.connectors.aircall.models import RawContact, to_record
+from contactsync.connectors.aircall.paging import CursorState, keyset_walk
+from contactsync.connectors.base import ChangePage, InvalidRequest
 from contactsync.connectors.sharding import Shard
 from contactsync.domain.accounts import ConnectedAccount
 
@@ -134,60 +134,12 @@ class AircallShards:
             if shard.resume
             else _Position(_int(shard.spec.get("from")))
         )
-        after, seen = position.after, set(position.seen)
-        while after <= end:
-            page = self._window(after, end, "asc", 1)
-            contacts = page.contacts
-            top = contacts[-1].created_at if contacts else after
-            more = page.more or page.meta.total > len(contacts)
-            if more and top == after:
-                # More contacts created in second ``after`` than a page holds.
-                before = _Position(after, tuple(sorted(seen))).dump()
-                for crowded in self._crowded(after, seen):
-                    yield self._page(crowded, before, last=False)
-                after, seen = after + 1, set()
-                continue
-            if top < after:
-                raise TransientError("paging_stuck", "creation order went backwards")
-            fresh = [c for c in contacts if not (c.created_at == after and c.id in seen)]
-            if top != after:
-                seen = set()
-            seen.update(c.id for c in contacts if c.created_at == top)
-            after = top
-            yield self._page(fresh, _Position(after, tuple(sorted(seen))).dump(), last=not more)
-            if not more:
-                return
-        yield self._page([], _Position(after).dump(), last=True)
-
-    def _crowded(self, second: int, seen: set[int]) -> Iterator[list[RawContact]]:
-        """Every contact created in ``second`` not in ``seen``: by offset, ascending and, when
-        the second holds more than one query can list, descending too."""
-        got = set(seen)
-        total = 0
-        for order in ("asc", "desc"):
-            for number in range(1, self.cap // self.per_page + 2):
-                page = self._window(second, second, order, number)
-                total = max(total, page.meta.total)
-                fresh = [c for c in page.contacts if c.id not in got]
-                got.update(c.id for c in fresh)
-                if fresh:
-                    yield fresh
-                if not page.more or number * self.per_page >= self.cap:
-                    break
-            if total <= self.cap or len(got) >= total:
-                return
-        raise TransientError(
-            "crowded_second", f"{total} contacts share one creation second: beyond two queries"
+        walk = keyset_walk(
+            self.api, self.per_page, self.cap, position.after, set(position.seen), end
         )
-
-    def _window(self, start: int, end: int, order: str, number: int) -> ContactList:
-        return self.api.list_contacts(
-            order_by="created_at",
-            order=order,
-            per_page=self.per_page,
-            page=number,
-            **{"from": start, "to": end},
-        )
+        for step in walk:
+            cursor = _Position(step.after, tuple(step.seen)).dump()
+            yield self._page(step.contacts, cursor, last=step.done)
 
     def _page(self, contacts: list[RawContact], cursor: str, *, last: bool) -> ChangePage:
         return ChangePage([to_record(c, self.region) for c in contacts], cursor, last=last)

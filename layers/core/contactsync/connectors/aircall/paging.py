@@ -181,6 +181,78 @@ class ScanPage:
 
 
 @dataclass
+class KeysetStep:
+    """A page of a keyset walk over creation seconds: the contacts it returns for the first
+    time, and where the walk stands after it (``after``, with the ids of that second already
+    returned). A page of a crowded second (``crowded``) carries the position before that second
+    instead, so a walk resumed from it reads the whole second again."""
+
+    contacts: list[RawContact]
+    after: int
+    seen: list[int]
+    done: bool
+    crowded: bool = False
+
+
+def keyset_walk(
+    api: AircallApi, per_page: int, cap: int, after: int, seen: set[int], end: int | None = None
+) -> Iterator[KeysetStep]:
+    """Every contact created from second ``after`` (less ``seen``, the ids of that second
+    already returned) to ``end`` (inclusive; None: no end), oldest first, each once. Used by
+    the connector's full scan and by the bulk sync's shards (runtime/shards_aircall.py)."""
+    seen = set(seen)
+
+    def window(lo: int, hi: int | None, order: str, number: int) -> ContactList:
+        return api.list_contacts(
+            order_by="created_at", order=order, per_page=per_page, page=number,
+            **{"from": lo, "to": hi},
+        )  # fmt: skip
+
+    while end is None or after <= end:
+        page = window(after, end, "asc", 1)
+        contacts = page.contacts
+        top = contacts[-1].created_at if contacts else after
+        more = page.more or page.meta.total > len(contacts)
+        if more and top == after:
+            # More contacts created in second ``after`` than a page holds: read it on its own,
+            # by offset, ascending and, past the cap, descending.
+            before = sorted(seen)
+            got = set(seen)
+            total = 0
+            for order in ("asc", "desc"):
+                for number in range(1, cap // per_page + 2):
+                    crowded = window(after, after, order, number)
+                    total = max(total, crowded.meta.total)
+                    fresh = [c for c in crowded.contacts if c.id not in got]
+                    got.update(c.id for c in fresh)
+                    if fresh:
+                        yield KeysetStep(fresh, after, before, done=False, crowded=True)
+                    if not crowded.more or number * per_page >= cap:
+                        break
+                if total <= cap or len(got) >= total:
+                    break
+            else:
+                raise TransientError(
+                    "crowded_second",
+                    f"{total} contacts share one creation second: more than two capped queries "
+                    "reach",
+                )
+            after, seen = after + 1, set()
+            continue
+        if top < after:
+            raise TransientError("paging_stuck", "creation order went backwards")
+        fresh = [c for c in contacts if not (c.created_at == after and c.id in seen)]
+        if top != after:
+            seen = set()
+        seen.update(c.id for c in contacts if c.created_at == top)
+        after = top
+        yield KeysetStep(fresh, after, sorted(seen), done=not more)
+        if not more:
+            return
+    yield KeysetStep([], after, [], done=True)  # past ``end`` after a crowded second
+
+
+@dataclass
 class Scanner:
     """A full scan as a lazy sequence of pages (see the module docstring)."""
 
@@ -201,71 +273,24 @@ class Scanner:
     def pages(self, start: ScanPosition) -> Iterator[ScanPage]:
         """Pages from ``start``; each carries the position after it (crowded seconds: before
         it) with the tally of the contacts returned up to there."""
-        after, seen = start.after, set(start.seen)
         tally = _copy(start.tally) if start.tally else Tally(start.watermark)
-        while True:
-            page = self._window(after, None, "asc", 1)
-            contacts = page.contacts
-            top = contacts[-1].created_at if contacts else after
-            more = page.more or page.meta.total > len(contacts)
-            if more and top == after:
-                # More contacts created in second ``after`` than a page holds.
+        before: ScanPosition | None = None
+        for step in keyset_walk(self.api, self.per_page, self.cap, start.after, set(start.seen)):
+            if step.crowded and (before is None or before.after != step.after):
+                # The tally before the crowded second, with the position before it.
                 before = ScanPosition(
-                    after, sorted(seen), start.watermark, start.started, _copy(tally)
+                    step.after, step.seen, start.watermark, start.started, _copy(tally)
                 )
-                for crowded in self._crowded(after, seen, before):
-                    for contact in crowded.contacts:
-                        tally.add(contact)
-                    yield crowded
-                after, seen = after + 1, set()
-                continue
-            if top < after:
-                raise TransientError("paging_stuck", "creation order went backwards")
-            fresh = [c for c in contacts if not (c.created_at == after and c.id in seen)]
-            if top != after:
-                seen = set()
-            seen.update(c.id for c in contacts if c.created_at == top)
-            after = top
-            for contact in fresh:
+            for contact in step.contacts:
                 tally.add(contact)
+            if step.crowded:
+                assert before is not None
+                yield ScanPage(step.contacts, before, done=False)
+                continue
             position = ScanPosition(
-                after, sorted(seen), start.watermark, start.started, _copy(tally)
+                step.after, step.seen, start.watermark, start.started, _copy(tally)
             )
-            yield ScanPage(fresh, position, done=not more)
-            if not more:
-                return
-
-    def _window(self, lo: int, hi: int | None, order: str, page: int) -> ContactList:
-        return self.api.list_contacts(
-            order_by="created_at",
-            order=order,
-            per_page=self.per_page,
-            page=page,
-            **{"from": lo, "to": hi},
-        )
-
-    def _crowded(self, second: int, seen: set[int], before: ScanPosition) -> Iterator[ScanPage]:
-        """Every contact created in ``second``: by offset ascending, and when the second holds
-        more than the cap, descending as well. Pages carry the position before the second, so
-        a resumed scan reads it again (deduplicated downstream as echoes)."""
-        got = set(seen)
-        total = 0
-        for order in ("asc", "desc"):
-            for number in range(1, self.cap // self.per_page + 2):
-                page = self._window(second, second, order, number)
-                total = max(total, page.meta.total)
-                fresh = [c for c in page.contacts if c.id not in got]
-                got.update(c.id for c in fresh)
-                if fresh:
-                    yield ScanPage(fresh, before, done=False)
-                if not page.more or number * self.per_page >= self.cap:
-                    break
-            if total <= self.cap or len(got) >= total:
-                return
-        raise TransientError(
-            "crowded_second",
-            f"{total} contacts share one creation second: more than two capped queries reach",
-        )
+            yield ScanPage(step.contacts, position, done=step.done)
 
 
 def _copy(tally: Tally) -> Tally:
