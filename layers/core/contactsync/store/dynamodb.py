@@ -13,12 +13,22 @@ strongly consistent queries and verify against the entities (``Store.lookup``), 
 need no transaction: new ones are written before the entity, stale ones removed after it. A crash
 in between leaves an extra index item that verification ignores, never a missing one.
 
+Removing after the write races with other writers: between our write and our removal, another
+writer may read our version and put back an entry we are about to remove (an email merged back),
+or delete-and-create the entity anew. So an index item names the entity's generation (``g``: a
+random id an entity keeps from its creation to its delete) and the version whose write put it
+(``v``), and a removal is conditional: only items of this generation put for an older version
+go. Extra items (a crash, a write that lost a version conflict after putting its entries) are
+dropped by the lookups that meet them, once older than ``LEFTOVER_AGE`` (``t``: when put): no
+write is still in flight by then (a Lambda runs 15 minutes at most).
+
 Conditional writes give optimistic concurrency (``v = :expected`` / ``attribute_not_exists``) and
 fencing for cursors (a ConditionCheck on the lease item in the same transaction).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -51,6 +61,8 @@ GSI1 = "GSI1"
 MAX_TRANSACT_ITEMS = 100
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
+# An index item its entity does not name, this old, is a leftover, not a write in flight.
+LEFTOVER_AGE = timedelta(minutes=30)
 
 
 class StoreUnavailable(ContactsyncError):
@@ -65,6 +77,10 @@ def _n(value: int | float) -> dict[str, str]:
     return {"N": str(value)}
 
 
+def _generation() -> str:
+    return secrets.token_hex(8)
+
+
 class DynamoStore(Store):
     def __init__(
         self,
@@ -73,11 +89,13 @@ class DynamoStore(Store):
         *,
         sleep: Callable[[float], None] = time.sleep,
         max_batch_attempts: int = 12,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         # The client is injected (built at the edge, typed with mypy-boto3 stubs).
         self._db = client
         self.table = table_name
         self._sleep = sleep
+        self._clock = clock  # UNIX seconds: when index items are put, and which are leftovers
         self._max_batch_attempts = max_batch_attempts
         self.stats = StoreStats()
 
@@ -99,7 +117,7 @@ class DynamoStore(Store):
     def lease_pk(org_id: str, name: str) -> str:
         return f"{org_id}#lease#{name}"
 
-    def _entity_item(self, entity: Entity) -> dict[str, Any]:
+    def _entity_item(self, entity: Entity, generation: str) -> dict[str, Any]:
         kind = type(entity)
         item: dict[str, Any] = {
             "PK": _s(self.entity_pk(entity.org_id, kind.kind, entity.id)),
@@ -108,18 +126,48 @@ class DynamoStore(Store):
             "GSI1SK": _s(entity.id),
             "body": _s(entity.model_dump_json(exclude={"version"}, warnings="error")),
             "v": _n(entity.version),
+            "g": _s(generation),
         }
         expires = entity.expires_at()
         if expires is not None:
             item["ttl"] = _n(int(expires.timestamp()))
         return item
 
-    def _index_items(self, entity: Entity, entries: set[tuple[str, str]]) -> list[dict[str, Any]]:
-        kind = type(entity).kind
-        return [
-            {"PK": _s(self.index_pk(entity.org_id, kind, name, value)), "SK": _s(entity.id)}
-            for name, value in sorted(entries)
-        ]
+    def _index_key(self, entity: Entity, name: str, value: str) -> dict[str, Any]:
+        pk = self.index_pk(entity.org_id, type(entity).kind, name, value)
+        return {"PK": _s(pk), "SK": _s(entity.id)}
+
+    def _index_items(
+        self, entity: Entity, entries: set[tuple[str, str]], generation: str
+    ) -> list[dict[str, Any]]:
+        """The items to put for ``entries`` of ``entity`` (at the version being written)."""
+        stamp = {"g": _s(generation), "v": _n(entity.version), "t": _n(int(self._clock()))}
+        return [{**self._index_key(entity, n, v), **stamp} for n, v in sorted(entries)]
+
+    def _remove_entries(
+        self, entity: Entity, entries: set[tuple[str, str]], generation: str | None, below: int
+    ) -> None:
+        """Removes the index items of ``entries`` that this generation of the entity put for a
+        version under ``below``; one put meanwhile by a newer write, or by the entity's next
+        generation, stays (see the module docstring)."""
+        for name, value in sorted(entries):
+            condition = "attribute_not_exists(g)"
+            values: dict[str, Any] = {}
+            if generation is not None:
+                condition += " OR (g = :g AND v < :v)"
+                values = {":g": _s(generation), ":v": _n(below)}
+            params: dict[str, Any] = {
+                "TableName": self.table,
+                "Key": self._index_key(entity, name, value),
+                "ConditionExpression": condition,
+            }
+            if values:
+                params["ExpressionAttributeValues"] = values
+            try:
+                self._db.delete_item(**params)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
 
     @staticmethod
     def _load(kind: type[E], item: dict[str, Any]) -> E:
@@ -130,6 +178,11 @@ class DynamoStore(Store):
     # ---- reads ---------------------------------------------------------------------------------
 
     def find(self, kind: type[E], org_id: str, entity_id: str) -> E | None:
+        found = self._find(kind, org_id, entity_id)
+        return None if found is None else found[0]
+
+    def _find(self, kind: type[E], org_id: str, entity_id: str) -> tuple[E, str | None] | None:
+        """The entity and its generation (None: written before generations were kept)."""
         self.stats.count("reads", kind.kind)
         response = self._db.get_item(
             TableName=self.table,
@@ -137,7 +190,9 @@ class DynamoStore(Store):
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return None if item is None else self._load(kind, item)
+        if item is None:
+            return None
+        return self._load(kind, item), item.get("g", {}).get("S")
 
     def get_many(self, kind: type[E], org_id: str, entity_ids: Sequence[str]) -> dict[str, E]:
         ids = list(dict.fromkeys(entity_ids))
@@ -199,7 +254,13 @@ class DynamoStore(Store):
         return Page(items, token)
 
     def lookup_ids(self, kind: type[Entity], org_id: str, index: str, value: str) -> list[str]:
-        ids: list[str] = []
+        return [entity_id for entity_id, _ in self._index_query(kind, org_id, index, value)]
+
+    def _index_query(
+        self, kind: type[Entity], org_id: str, index: str, value: str
+    ) -> list[tuple[str, int | None]]:
+        """The ids under (index, value), each with when its item was put (None: not kept)."""
+        found: list[tuple[str, int | None]] = []
         start_key = None
         while True:
             params: dict[str, Any] = {
@@ -209,16 +270,51 @@ class DynamoStore(Store):
                     ":pk": _s(self.index_pk(org_id, kind.kind, index, value))
                 },
                 "ConsistentRead": True,
-                "ProjectionExpression": "SK",
+                "ProjectionExpression": "SK, t",
             }
             if start_key:
                 params["ExclusiveStartKey"] = start_key
             self.stats.count("queries", kind.kind)
             response = self._db.query(**params)
-            ids.extend(item["SK"]["S"] for item in response.get("Items", []))
+            for item in response.get("Items", []):
+                put_at = item.get("t", {}).get("N")
+                found.append((item["SK"]["S"], None if put_at is None else int(put_at)))
             start_key = response.get("LastEvaluatedKey")
             if not start_key:
-                return ids
+                return found
+
+    def lookup(
+        self, kind: type[E], org_id: str, index: str, value: str, *, limit: int = 100
+    ) -> list[E]:
+        """``Store.lookup``, dropping on the way the leftover index items it meets: those whose
+        entity is gone or no longer names the entry, put longer than ``LEFTOVER_AGE`` ago."""
+        check_limit(limit)
+        under = sorted(self._index_query(kind, org_id, index, value))[: limit * 2]
+        found = self.get_many(kind, org_id, [i for i, _ in under]) if under else {}
+        result: list[E] = []
+        cutoff = int(self._clock() - LEFTOVER_AGE.total_seconds())
+        for entity_id, put_at in under:
+            entity = found.get(entity_id)
+            if entity is not None and (index, value) in set(entity.index_entries()):
+                result.append(entity)
+            elif put_at is None or put_at < cutoff:
+                self._drop_leftover(kind, org_id, index, value, entity_id, cutoff)
+        return result[:limit]
+
+    def _drop_leftover(
+        self, kind: type[Entity], org_id: str, index: str, value: str, entity_id: str, cutoff: int
+    ) -> None:
+        """Deletes the item unless a write put it again since (its ``t`` is then recent)."""
+        try:
+            self._db.delete_item(
+                TableName=self.table,
+                Key={"PK": _s(self.index_pk(org_id, kind.kind, index, value)), "SK": _s(entity_id)},
+                ConditionExpression="attribute_not_exists(t) OR t < :cutoff",
+                ExpressionAttributeValues={":cutoff": _n(cutoff)},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     # ---- writes --------------------------------------------------------------------------------
 
@@ -227,17 +323,23 @@ class DynamoStore(Store):
             return []
         if len(writes) > MAX_TRANSACT_ITEMS:
             raise ValueError(f"at most {MAX_TRANSACT_ITEMS} writes in one transaction")
-        olds: list[Entity | None] = self._current(writes)
+        currents = self._current(writes)
+        olds = [c[0] if c is not None else None for c in currents]
+        # An entity keeps its generation; a new one (or one stored without) starts its own.
+        generations = [c[1] if c is not None and c[1] else _generation() for c in currents]
         stored = [w.stored() for w in writes]
         # 1. New index items first: an entity is never visible without its index entries.
         additions = [
             item
-            for new, old in zip(stored, olds, strict=True)
-            for item in self._index_items(new, index_set(new) - index_set(old))
+            for new, old, gen in zip(stored, olds, generations, strict=True)
+            for item in self._index_items(new, index_set(new) - index_set(old), gen)
         ]
         self._batch_write([{"PutRequest": {"Item": i}} for i in additions])
         # 2. The entities, conditionally, all or nothing.
-        items = [self._conditional_put(w, new) for w, new in zip(writes, stored, strict=True)]
+        items = [
+            self._conditional_put(w, new, gen)
+            for w, new, gen in zip(writes, stored, generations, strict=True)
+        ]
         self.stats.count("writes", type(writes[0].entity).kind, len(items))
         if len(items) == 1:
             put = items[0]["Put"]
@@ -252,27 +354,25 @@ class DynamoStore(Store):
                 self._db.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
             except ClientError as exc:
                 raise self._transaction_error(exc, writes) from exc
-        # 3. Stale index items last.
-        removals = [
-            {"DeleteRequest": {"Key": item}}
-            for new, old in zip(stored, olds, strict=True)
-            for item in self._index_items(new, index_set(old) - index_set(new))
-        ]
-        self._batch_write(removals)
+        # 3. Stale index items last, those put for an older version than ours only.
+        for new, old, current in zip(stored, olds, currents, strict=True):
+            stale = index_set(old) - index_set(new)
+            if stale:
+                self._remove_entries(new, stale, current[1] if current else None, new.version)
         return stored
 
-    def _current(self, writes: Sequence[Write]) -> list[Entity | None]:
-        olds: list[Entity | None] = []
+    def _current(self, writes: Sequence[Write]) -> list[tuple[Entity, str | None] | None]:
+        currents: list[tuple[Entity, str | None] | None] = []
         for write in writes:
             if write.expected_version == 0:
-                olds.append(None)  # must not exist: nothing to diff against
+                currents.append(None)  # must not exist: nothing to diff against
             else:
                 entity = write.entity
-                olds.append(self.find(type(entity), entity.org_id, entity.id))
-        return olds
+                currents.append(self._find(type(entity), entity.org_id, entity.id))
+        return currents
 
-    def _conditional_put(self, write: Write, new: Entity) -> dict[str, Any]:
-        put: dict[str, Any] = {"TableName": self.table, "Item": self._entity_item(new)}
+    def _conditional_put(self, write: Write, new: Entity, generation: str) -> dict[str, Any]:
+        put: dict[str, Any] = {"TableName": self.table, "Item": self._entity_item(new, generation)}
         if write.expected_version == 0:
             put["ConditionExpression"] = "attribute_not_exists(PK)"
         elif write.expected_version is not None:
@@ -302,10 +402,12 @@ class DynamoStore(Store):
     def bulk_put(self, entities: Sequence[Entity]) -> None:
         if not entities:
             return
-        stored = [e.model_copy(update={"version": e.version + 1}) for e in entities]
-        index_items = [item for e in stored for item in self._index_items(e, index_set(e))]
+        stored = [
+            (e.model_copy(update={"version": e.version + 1}), _generation()) for e in entities
+        ]
+        index_items = [item for e, g in stored for item in self._index_items(e, index_set(e), g)]
         self._batch_write([{"PutRequest": {"Item": i}} for i in index_items])
-        self._batch_write([{"PutRequest": {"Item": self._entity_item(e)}} for e in stored])
+        self._batch_write([{"PutRequest": {"Item": self._entity_item(e, g)}} for e, g in stored])
         self.stats.count("writes", type(entities[0]).kind, len(stored))
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
@@ -337,9 +439,10 @@ class DynamoStore(Store):
         *,
         expected_version: int | None = None,
     ) -> None:
-        current = self.find(kind, org_id, entity_id)
-        if current is None:
+        found = self._find(kind, org_id, entity_id)
+        if found is None:
             return
+        current, generation = found
         self.stats.count("writes", kind.kind)
         params: dict[str, Any] = {
             "TableName": self.table,
@@ -357,12 +460,8 @@ class DynamoStore(Store):
                     kind.kind, entity_id, expected_version or 0, latest.version if latest else None
                 ) from exc
             raise
-        self._batch_write(
-            [
-                {"DeleteRequest": {"Key": item}}
-                for item in self._index_items(current, index_set(current))
-            ]
-        )
+        # The entity's next generation (created meanwhile) keeps what it put.
+        self._remove_entries(current, index_set(current), generation, current.version + 1)
 
     # ---- leases and cursors ----------------------------------------------------------------
     #
@@ -461,7 +560,8 @@ class DynamoStore(Store):
             "Key": {"PK": _s(self.lease_pk(cursor.org_id, lease.name)), "SK": _s(LEASE_SK)},
             **self._lease_condition(lease),
         }
-        put = {"TableName": self.table, "Item": self._entity_item(stored)}
+        # A cursor has no index entries: its generation guards nothing.
+        put = {"TableName": self.table, "Item": self._entity_item(stored, _generation())}
         try:
             self._db.transact_write_items(
                 TransactItems=[{"ConditionCheck": check}, {"Put": put}]  # type: ignore[typeddict-item]
