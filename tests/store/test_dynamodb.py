@@ -171,16 +171,23 @@ def test_a_re_created_entity_keeps_its_entries_when_the_delete_finishes_late(aws
     assert [c.id for c in store.lookup(HubContact, "org-a", "email", "x@example.com")] == ["c-1"]
 
 
-def test_lookups_drop_leftover_index_items_once_no_write_can_be_in_flight(aws: None) -> None:
-    # Given a write that lost a version conflict after putting its new entry's index item
+def _with_leftover(now: list[float]) -> tuple[DynamoStore, HubContact]:
+    """A store on the clock ``now[0]`` holding c-1 (a@example.com), and the index item for
+    z@example.com that a write put before it lost a version conflict; with that write's contact."""
     client = boto3.client("dynamodb", region_name="eu-west-1")
     create_table_from_template(client, "t")
-    now = [1_800_000_000.0]
     store = DynamoStore(client, "t", sleep=lambda _: None, clock=lambda: now[0])
     v1 = store.create(f.contact(contact_id="c-1", emails=["a@example.com"]))
     late = v1.model_copy(update={"emails": [EmailAddress(address="z@example.com")]})
     with pytest.raises(VersionConflict):
         store.transact([Write(late, expected_version=7)])
+    return store, late
+
+
+def test_lookups_drop_leftover_index_items_once_no_write_can_be_in_flight(aws: None) -> None:
+    # Given a write that lost a version conflict after putting its new entry's index item
+    now = [1_800_000_000.0]
+    store, _ = _with_leftover(now)
     assert store.lookup_ids(HubContact, "org-a", "email", "z@example.com") == ["c-1"]
     # When a lookup meets it soon after: it finds nothing, and keeps the item (a write in flight
     # looks the same)
@@ -196,14 +203,8 @@ def test_lookups_drop_leftover_index_items_once_no_write_can_be_in_flight(aws: N
 
 def test_an_entry_put_again_since_is_not_dropped_as_a_leftover(aws: None) -> None:
     # Given an old leftover item for z@example.com
-    client = boto3.client("dynamodb", region_name="eu-west-1")
-    create_table_from_template(client, "t")
     now = [1_800_000_000.0]
-    store = DynamoStore(client, "t", sleep=lambda _: None, clock=lambda: now[0])
-    v1 = store.create(f.contact(contact_id="c-1", emails=["a@example.com"]))
-    late = v1.model_copy(update={"emails": [EmailAddress(address="z@example.com")]})
-    with pytest.raises(VersionConflict):
-        store.transact([Write(late, expected_version=7)])
+    store, late = _with_leftover(now)
     now[0] += LEFTOVER_AGE.total_seconds() + 1
     # When a write gives the contact z@example.com (putting the item again) after a lookup read
     # the contact without it, and before that lookup drops the item
