@@ -385,11 +385,12 @@ class SQLiteStore(Store):
     ) -> None:
         """Records an entity's new row (None: deleted) and index entries. The first write of a
         key in a batch keeps the entries SQLite holds, so the flush replaces exactly those."""
-        old = _pairs(current[1]) if current is not None else set()
         pending = self._pending.get(key)
         if pending is None:
+            old = _pairs(current[1]) if current is not None else set()
             self._pending[key] = _Pending(old, row, index)
-        else:
+        else:  # ``current`` is then this batch's last write of the key: its entries are these
+            old = pending.index
             pending.row, pending.index = row, index
         if len(self._pending) >= PENDING_ENTITIES:
             self._flush()
