@@ -134,9 +134,7 @@ class AircallShards:
             if shard.resume
             else _Position(_int(shard.spec.get("from")))
         )
-        walk = keyset_walk(
-            self.api, self.per_page, self.cap, position.after, set(position.seen), end
-        )
+        walk = keyset_walk(self.api, self.per_page, self.cap, position.after, position.seen, end)
         for step in walk:
             cursor = _Position(step.after, tuple(step.seen)).dump()
             yield self._page(step.contacts, cursor, last=step.done)

@@ -30,7 +30,7 @@ Aircall pages by offset, computed live at each request, and no query reaches pas
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,12 +195,17 @@ class KeysetStep:
 
 
 def keyset_walk(
-    api: AircallApi, per_page: int, cap: int, after: int, seen: set[int], end: int | None = None
+    api: AircallApi,
+    per_page: int,
+    cap: int,
+    after: int,
+    seen: Iterable[int],
+    end: int | None = None,
 ) -> Iterator[KeysetStep]:
     """Every contact created from second ``after`` (less ``seen``, the ids of that second
     already returned) to ``end`` (inclusive; None: no end), oldest first, each once. Used by
     the connector's full scan and by the bulk sync's shards (runtime/shards_aircall.py)."""
-    seen = set(seen)
+    seen = set(seen)  # ids of second ``after`` already returned; grows as the walk goes
 
     def window(lo: int, hi: int | None, order: str, number: int) -> ContactList:
         return api.list_contacts(
@@ -275,7 +280,7 @@ class Scanner:
         it) with the tally of the contacts returned up to there."""
         tally = _copy(start.tally) if start.tally else Tally(start.watermark)
         before: ScanPosition | None = None
-        for step in keyset_walk(self.api, self.per_page, self.cap, start.after, set(start.seen)):
+        for step in keyset_walk(self.api, self.per_page, self.cap, start.after, start.seen):
             if step.crowded and (before is None or before.after != step.after):
                 # The tally before the crowded second, with the position before it.
                 before = ScanPosition(
